@@ -1,0 +1,206 @@
+"""What recording costs: per instrumentation point, per span, per million spans."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from statistics import median
+
+import numpy as np
+
+import tracer
+from reimpl import _trace
+from tracer import aggregate
+from tracer.recorder import Recorder
+
+N_CALLS = 200_000
+N_SPANS = 1_000_000
+
+
+def _per_call_ns(fn, repeats: int = 7) -> float:
+    """Median over repeats of the time per call of ``fn(N_CALLS)``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        fn(N_CALLS)
+        times.append((time.perf_counter_ns() - t0) / N_CALLS)
+    return median(times)
+
+
+def empty_calls(n: int) -> None:
+    def f() -> None:
+        pass
+
+    for _ in range(n):
+        f()
+
+
+def detached_points(n: int) -> None:
+    def f() -> None:
+        if _trace.sink is not None:
+            raise AssertionError("attached")
+
+    for _ in range(n):
+        f()
+
+
+def detached_with_span(n: int) -> None:
+    def f() -> None:
+        with _trace.span("k", "n", func="f"):
+            pass
+
+    for _ in range(n):
+        f()
+
+
+def attached_inline(n: int) -> None:
+    perf = time.perf_counter_ns
+    get_ident = threading.get_ident
+
+    def f() -> None:
+        sink = _trace.sink
+        if sink is not None:
+            sid = sink.next_id()
+            t0 = perf()
+        if sink is not None:
+            sink.append((sid, 0, get_ident(), t0, perf(), "k", "n", "f", None))
+
+    for _ in range(n):
+        f()
+
+
+def attached_with_span(n: int) -> None:
+    def f() -> None:
+        with _trace.span("k", "n", func="f"):
+            pass
+
+    for _ in range(n):
+        f()
+
+
+def _records(n: int) -> list[tuple]:
+    """A realistic million: 4 threads, nested pairs, 50 names, attrs on a tenth."""
+    attrs = [{"path": f"layer{i}", "cls": "Linear"} for i in range(50)]
+    tids = [threading.get_ident() + k for k in range(4)]
+    out = []
+    t = 0
+    for i in range(0, n, 2):
+        tid = tids[(i // 1000) % 4]
+        out.append(
+            (
+                i + 2,
+                0,
+                tid,
+                t + 1,
+                t + 2,
+                "module.forward",
+                f"layer{i % 50}",
+                "f",
+                attrs[i % 50] if i % 10 == 0 else None,
+            )
+        )
+        out.append((i + 1, 0, tid, t, t + 3, "step", "step", "g", None))
+        t += 4
+    return out
+
+
+def store_costs(path: str) -> dict[str, float]:
+    """Flush (tuples -> columns -> one block), load, file size, aggregation."""
+    records = _records(N_SPANS)
+    rec = Recorder(path, flush_interval=3600).start()
+    _trace.detach()
+    t0 = time.perf_counter()
+    batch = rec._columns(records)
+    columns_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rec._store.write(rec._part, batch, rec._threads_dirty, [])
+    write_s = time.perf_counter() - t0
+    rec._threads_dirty = []
+    rec.stop()
+    size = os.path.getsize(path)
+    loads = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        trace = tracer.load(path)
+        loads.append(time.perf_counter() - t0)
+    assert trace.n == N_SPANS
+    aggregate.self_times(trace.parent, trace.dur_ns)  # warm (compiled or cached)
+    aggregate.call_paths(trace.parent, trace.kind, trace.name, trace.start_order)
+    t0 = time.perf_counter()
+    own = aggregate.self_times(trace.parent, trace.dur_ns)
+    paths = aggregate.call_paths(trace.parent, trace.kind, trace.name, trace.start_order)
+    aggregate.sum_by(paths[0], own, len(paths[1]))
+    agg_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    aggregate.parents(trace.thread.astype(np.int64), trace.seq, len(trace.threads))
+    parents_s = time.perf_counter() - t0
+    return {
+        "columns_s": columns_s,
+        "write_s": write_s,
+        "load_s": median(loads),
+        "bytes": size,
+        "agg_s": agg_s,
+        "parents_s": parents_s,
+    }
+
+
+def run() -> str:
+    """Measures and returns the markdown section."""
+    empty = _per_call_ns(empty_calls)
+    detached = _per_call_ns(detached_points) - empty
+    detached_cm = _per_call_ns(detached_with_span) - empty
+    with tempfile.TemporaryDirectory() as tmp:
+        with tracer.record(os.path.join(tmp, "a.tsdb")):
+            inline = _per_call_ns(attached_inline) - empty
+            cm = _per_call_ns(attached_with_span) - empty
+        costs = store_costs(os.path.join(tmp, "m.tsdb"))
+    rows = [
+        ("empty Python function call", f"{empty:.0f} ns", "1.00"),
+        (
+            "instrumentation point, detached (`if _trace.sink is not None`)",
+            f"{detached:.0f} ns",
+            f"{detached / empty:.2f}",
+        ),
+        (
+            "`with span(...)`, detached (shared no-op)",
+            f"{detached_cm:.0f} ns",
+            f"{detached_cm / empty:.2f}",
+        ),
+        ("span, attached, inline hot-path pattern", f"{inline:.0f} ns", f"{inline / empty:.2f}"),
+        ("span, attached, `with span(...)` context manager", f"{cm:.0f} ns", f"{cm / empty:.2f}"),
+    ]
+    per_span = costs["bytes"] / N_SPANS
+    lines = [
+        "### Recording (tracer)",
+        "",
+        "Per instrumentation point, minus the cost of the empty call that holds it "
+        f"(median of 7 x {N_CALLS:,} calls). Ratio: against an empty function call.",
+        "",
+        "| what | cost | ratio to an empty call |",
+        "| --- | ---: | ---: |",
+        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        "",
+        "One million spans (4 threads, 50 names, attributes on a tenth), one block:",
+        "",
+        "| what | measured | goal |",
+        "| --- | ---: | ---: |",
+        f"| write: numpy columns -> one SQLite block, committed | {costs['write_s']:.3f} s | "
+        "<= 0.3 s |",
+        f"| flush, before writing: record tuples -> numpy columns (writer thread) | "
+        f"{costs['columns_s']:.3f} s | |",
+        f"| load: file -> columns, parents rebuilt (median of 3) | {costs['load_s']:.3f} s | "
+        "<= 0.3 s |",
+        f"| file size per span (columns + a tenth with attributes) | {per_span:.1f} B | <= 48 B |",
+        f"| numba: self time + merged call paths + totals per path | {costs['agg_s']:.3f} s | |",
+        f"| numba: parents from close order alone | {costs['parents_s']:.3f} s | |",
+        "",
+        "For reference on this kind of machine (from the issue): SQLite `executemany` of 1M rows "
+        "wrote in 1.15 s and loaded in 1.32 s; orjson Chrome JSON took 0.85 s / 1.31 s.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(run())

@@ -1,0 +1,37 @@
+"""Records reimpl's events into trace files, loads and analyses them.
+
+The pipeline: ``Recorder`` (sink of ``reimpl._trace``) -> trace file
+(``tracer.store``) -> ``Trace`` (columns, ``tracer.trace``) -> analyses
+(``tracer.aggregate``, ``tracer.summary``) -> exports and views. ``tracer``
+never imports the UI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tracer.errors import TraceError
+from tracer.recorder import Recorder
+from tracer.trace import Trace, load
+
+__all__ = ["Recorder", "Trace", "TraceError", "load", "record"]
+
+TARGETS = ("reimpl",)
+
+
+@contextmanager
+def record(
+    path: str | os.PathLike[str], target: str = "reimpl", *, flush_interval: float = 1.0
+) -> Iterator[Recorder]:
+    """Records everything reimpl emits inside the block into ``path``.
+
+    The trace is complete when the block exits, even through an exception;
+    a process killed inside it keeps everything up to the last flush.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    rec = Recorder(path, flush_interval=flush_interval, meta={"target": target})
+    with rec:
+        yield rec

@@ -1,0 +1,139 @@
+"""The ``torchscope`` command: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from tracer.errors import TraceError
+
+
+def _default_output(target: str, module: bool) -> str:
+    """train.py -> train.tsdb; -m pkg.train -> pkg_train.tsdb."""
+    stem = target if module else os.path.splitext(os.path.basename(target))[0]
+    return f"{(stem or 'trace').replace('.', '_')}.tsdb"
+
+
+def cmd_record(ns: argparse.Namespace) -> int:
+    """Runs a program under the recorder."""
+    from tracer.runner import run_under_recorder
+
+    if ns.module:
+        target, args = ns.module, ns.args
+    elif ns.args:
+        target, args = ns.args[0], ns.args[1:]
+    else:
+        print("torchscope record: give a script (record train.py) or -m module", file=sys.stderr)
+        return 2
+    output = ns.output or _default_output(target, bool(ns.module))
+    return run_under_recorder(
+        target, args, module=bool(ns.module), output=output, flush_interval=ns.flush_interval
+    )
+
+
+def cmd_summary(ns: argparse.Namespace) -> int:
+    """Prints totals per kind, top spans, processes and threads."""
+    from tracer.summary import render_json, render_text, summarize
+    from tracer.trace import load
+
+    data = summarize(load(ns.file), top=ns.top)
+    print(render_json(data) if ns.json else render_text(data))
+    return 0
+
+
+def cmd_export(ns: argparse.Namespace) -> int:
+    """Writes the trace in another format (Chrome/Perfetto JSON)."""
+    from tracer import export_chrome
+    from tracer.trace import load
+
+    output = ns.output or os.path.splitext(ns.file)[0] + ".json"
+    count = export_chrome.export(load(ns.file), output)
+    print(f"wrote {count:,} events to {output} (open it in https://ui.perfetto.dev)")
+    return 0
+
+
+def cmd_view(ns: argparse.Namespace) -> int:
+    """Opens a trace in the interactive viewer (the TUI)."""
+    from tracer.demo import find_viewer
+    from tracer.trace import load
+
+    load(ns.file)  # a bad file fails here, with the clear error, before the UI starts
+    viewer = find_viewer()
+    if viewer is None:
+        print("torchscope view: the TUI is not installed (pip install torchscope).", file=sys.stderr)
+        return 2
+    return int(viewer(ns.file) or 0)
+
+
+def cmd_demo(ns: argparse.Namespace) -> int:
+    """Records the default sample, then shows it."""
+    from tracer.demo import run_demo
+
+    return run_demo(out_dir=ns.out, steps=ns.steps, interactive=ns.interactive)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="torchscope",
+        description="Watch what PyTorch does inside a training step, and find its bugs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="record the default sample and show it")
+    p.add_argument("--out", default="torchscope-demo", help="folder for the trace and graphs")
+    p.add_argument("--steps", type=int, default=None, help="training steps to record")
+    p.add_argument(
+        "--no-tui",
+        dest="interactive",
+        action="store_false",
+        help="print the summary even in a terminal",
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("view", help="explore a trace in the terminal UI")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser("record", help="run a script (or -m module) under the recorder")
+    p.add_argument("-o", "--output", help="trace file to write (default: SCRIPT.tsdb)")
+    p.add_argument("-m", dest="module", help="run a module as __main__, like python -m")
+    p.add_argument(
+        "--flush-interval",
+        type=float,
+        default=1.0,
+        help="seconds between flushes to disk (default 1)",
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER, help="script and its arguments")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("summary", help="totals per kind, top spans, processes, threads")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--top", type=int, default=15, help="rows in the top lists")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("export", help="write Chrome/Perfetto JSON")
+    p.add_argument("file")
+    p.add_argument("--format", choices=["chrome"], default="chrome")
+    p.add_argument("-o", "--output", help="output file (default: FILE.json)")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``torchscope`` command."""
+    ns = build_parser().parse_args(argv)
+    try:
+        return int(ns.func(ns) or 0)
+    except TraceError as exc:
+        print(f"torchscope: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""The recorder: the sink ``reimpl._trace`` emits into, flushed to a trace file.
+
+Instrumentation points append finished record tuples to one list (an atomic
+``list.append`` under the GIL, so no lock on the hot path). A background
+writer thread takes what has accumulated at least once a second, turns it
+into numpy columns and writes one block per flush. Nesting is not tracked
+here at all: ids are handed out in start order and records arrive in close
+order, which is enough for the reader to rebuild every thread's call tree
+exactly (``tracer.aggregate.parents``), so the hot path stays a tuple append.
+
+Fork safety: a forked child (a DataLoader worker) must not inherit a
+half-written buffer, the parent's SQLite connection or a dead writer thread.
+``os.register_at_fork`` holds the writer lock across ``fork()`` and, in the
+child, starts a fresh part of the same trace with its own connection and
+writer thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import weakref
+from itertools import repeat
+from operator import is_not, itemgetter
+from typing import Any
+
+import numpy as np
+
+from reimpl import _trace
+from tracer.store import Batch, StoreWriter
+
+DEFAULT_FLUSH_INTERVAL = 1.0
+
+_record_id = itemgetter(0)
+_COLUMN_GETTERS = [itemgetter(k) for k in range(9)]
+_live: weakref.WeakSet[Recorder] = weakref.WeakSet()
+_abandoned: list[Any] = []  # parents' connections a child must never close
+
+
+def _thread_label(tid: int) -> tuple[str, str | None]:
+    thread = threading._active.get(tid)  # type: ignore[attr-defined]
+    return (thread.name if thread is not None else f"thread-{tid}", None)
+
+
+class Recorder:
+    """Records events from ``reimpl`` into a trace file (one part per process)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        argv: list[str] | None = None,
+        meta: dict[str, str] | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.flush_interval = flush_interval
+        self._argv = list(sys.argv if argv is None else argv)
+        self._meta = dict(meta or {})
+        self._role: tuple[str, int | None] = ("main", None)
+        self._role_dirty = False
+        self._lock = threading.Lock()
+        self._reset_buffers()
+        self._store: StoreWriter | None = None
+        self._part = 0
+        self._writer: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.active = False
+        self.spans_written = 0
+
+    # -- the Sink protocol (reimpl._trace) ---------------------------------
+
+    def _reset_buffers(self) -> None:
+        self._buf: list[tuple] = []
+        self.append = self._buf.append
+        self.next_id = itertools.count(1).__next__
+        self._snapshots: list[tuple] = []
+        self._thread_info: dict[int, tuple[str, str | None]] = {}
+        self._thread_idx: dict[int, int] = {}
+        self._threads_dirty: list[tuple] = []
+        self._thread_count = 0
+
+    def thread_info(self, tid: int, name: str, device: str | None) -> None:
+        """Names a thread and the device it serves.
+
+        The OS reuses thread ids as soon as a thread ends (replica threads come
+        and go every step), so the name goes into the record stream as a marker
+        (id 0): records before it belong to the previous owner of ``tid``.
+        """
+        self.append((0, 0, tid, 0, 0, name, device, None, None))
+
+    def process_role(self, role: str, index: int | None) -> None:
+        """Records what this process is (main, worker k, rank r)."""
+        self._role = (role, index)
+        self._role_dirty = True
+
+    def snapshot(self, kind: str, key: str, payload: dict) -> None:
+        """Keeps a structured snapshot (a model's structure) for the next flush."""
+        self._snapshots.append((time.perf_counter_ns(), kind, key, payload))
+
+    # -- life cycle ----------------------------------------------------------
+
+    def start(self) -> Recorder:
+        """Opens the file, registers this process and starts emitting."""
+        self._open_part(ppid=os.getppid())
+        self._store.set_meta(  # type: ignore[union-attr]
+            {
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "argv": json.dumps(self._argv),
+                "python": sys.version.split()[0],
+                "clock": "perf_counter_ns",
+                **self._meta,
+            }
+        )
+        _live.add(self)
+        self.active = True
+        _trace.attach(self)
+        return self
+
+    def _open_part(self, ppid: int) -> None:
+        self._store = StoreWriter(self.path)
+        role, index = self._role
+        self._part = self._store.add_process(
+            os.getpid(),
+            ppid,
+            role,
+            index,
+            json.dumps(self._argv),
+            socket.gethostname(),
+            time.perf_counter_ns(),
+        )
+        self._role_dirty = False
+        self._stop = threading.Event()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="torchscope-writer", daemon=True
+        )
+        self._writer.start()
+
+    def _write_loop(self) -> None:
+        stop = self._stop
+        while not stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception as exc:  # never kill the traced program
+                print(f"torchscope: writing {self.path} failed: {exc}", file=sys.stderr)
+
+    def flush(self) -> int:
+        """Writes everything recorded so far; returns the number of spans written."""
+        with self._lock:
+            store = self._store
+            if store is None:
+                return 0
+            buf = self._buf
+            n = len(buf)
+            records = buf[:n]
+            # Appends from other threads only ever add at the end, so deleting
+            # the first n under the GIL loses nothing.
+            del buf[:n]
+            snapshots, self._snapshots = self._snapshots, []
+            batch = self._columns(records) if n else None
+            threads, self._threads_dirty = self._threads_dirty, []
+            if self._role_dirty:
+                store.update_process(self._part, role=self._role[0], role_index=self._role[1])
+                self._role_dirty = False
+            if batch is not None or threads or snapshots:
+                store.write(self._part, batch, threads, snapshots)
+            self.spans_written += n
+            return n
+
+    def _split_markers(self, records: list[tuple]) -> tuple[list[tuple], list[int]]:
+        """Applies thread-name markers in stream order; returns records and lanes."""
+        kept: list[tuple] = []
+        lanes: list[int] = []
+        for rec in records:
+            if rec[0] == 0:
+                tid = rec[2]
+                self._thread_info[tid] = (rec[5], rec[6])
+                self._thread_idx.pop(tid, None)  # the next record opens a new lane
+            else:
+                kept.append(rec)
+                lanes.append(self._thread_index(rec[2]))
+        return kept, lanes
+
+    def _columns(self, records: list[tuple]) -> Batch | None:
+        """Transposes record tuples into numpy columns, interning strings."""
+        lanes: list[int] | None = None
+        if 0 in map(_record_id, records):  # thread-name markers (id 0) present
+            records, lanes = self._split_markers(records)
+            if not records:
+                return None
+        # One C-level pass per column: zip(*records) would build a million-argument call.
+        ids, links, tids, starts, ends, kinds, names, funcs, attrs = (
+            list(map(getter, records)) for getter in _COLUMN_GETTERS
+        )
+        n = len(ids)
+        strings = self._store.string_ids(set(kinds) | set(names) | set(funcs))  # type: ignore[union-attr]
+        lookup = strings.__getitem__
+        if lanes is None:
+            for tid in set(tids):
+                self._thread_index(tid)
+            lanes = list(map(self._thread_idx.__getitem__, tids))
+        starts_arr = np.array(starts, dtype=np.int64)
+        ids_arr = np.array(ids, dtype=np.int64)
+        links_arr = np.array(links, dtype=np.int64) if any(links) else None
+        linked = np.flatnonzero(links_arr) if links_arr is not None else ()
+        attr_index, distinct = self._attr_columns(attrs)
+        return Batch(
+            id_base=int(ids_arr.min()),
+            ids=ids_arr,
+            threads=np.array(lanes, dtype=np.int64),
+            starts=starts_arr,
+            durs=np.array(ends, dtype=np.int64) - starts_arr,
+            kinds=np.fromiter(map(lookup, kinds), dtype=np.int64, count=n),
+            names=np.fromiter(map(lookup, names), dtype=np.int64, count=n),
+            funcs=np.fromiter(map(lookup, funcs), dtype=np.int64, count=n),
+            links=np.stack([linked, links_arr[linked]], axis=1) if len(linked) else None,  # type: ignore[index]
+            attr_index=attr_index,
+            attrs=distinct,
+        )
+
+    def _thread_index(self, tid: int) -> int:
+        idx = self._thread_idx.get(tid)
+        if idx is None:
+            idx = self._thread_idx[tid] = self._thread_count
+            self._thread_count += 1
+            name, device = self._thread_info.get(tid) or _thread_label(tid)
+            self._threads_dirty.append((idx, tid, name, device))
+        return idx
+
+    @staticmethod
+    def _attr_columns(attrs: list) -> tuple[np.ndarray | None, list | None]:
+        """Stores each distinct attribute dict once (modules reuse theirs)."""
+        present = np.fromiter(map(is_not, attrs, repeat(None)), dtype=bool, count=len(attrs))
+        rows = np.flatnonzero(present)
+        if not len(rows):
+            return None, None
+        index = np.full(len(attrs), -1, dtype=np.int32)
+        seen: dict[int, int] = {}
+        distinct: list = []
+        for row in rows.tolist():
+            value = attrs[row]
+            slot = seen.get(id(value))
+            if slot is None:
+                slot = seen[id(value)] = len(distinct)
+                distinct.append(value)
+            index[row] = slot
+        return index, distinct
+
+    def stop(self, status: str = "ok") -> None:
+        """Stops emitting, writes what is left and closes this process's part."""
+        if not self.active:
+            return
+        if _trace.sink is self:
+            _trace.detach()
+        self.active = False
+        self._stop.set()
+        if self._writer is not None and self._writer is not threading.current_thread():
+            self._writer.join()
+        self._store.set_meta({"mirrors": json.dumps(_trace.MIRRORS)})  # type: ignore[union-attr]
+        self.flush()
+        self._store.update_process(  # type: ignore[union-attr]
+            self._part, end_ns=time.perf_counter_ns(), status=status
+        )
+        self._store.close()  # type: ignore[union-attr]
+        self._store = None
+
+    # -- fork ------------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        self._lock.acquire()
+
+    def _after_fork_parent(self) -> None:
+        self._lock.release()
+
+    def _after_fork_child(self) -> None:
+        """Starts this child's own part; drops everything inherited."""
+        self._lock = threading.Lock()
+        _abandoned.append(self._store)  # never close the parent's connection here
+        self._reset_buffers()
+        self._role = ("child", None)
+        self._open_part(ppid=os.getppid())
+        _register_exit(self)
+
+    def __enter__(self) -> Recorder:
+        return self.start()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        status = "ok" if exc_type is None else f"error: {getattr(exc_type, '__name__', exc_type)}"
+        self.stop(status)
+
+
+def _register_exit(rec: Recorder) -> None:
+    """A forked multiprocessing child leaves through os._exit, skipping atexit;
+    multiprocessing's own finalizers still run, so register there too."""
+    import atexit
+    import multiprocessing.util as mp_util
+
+    atexit.register(rec.stop)
+    mp_util.Finalize(rec, rec.stop, exitpriority=100)
+
+
+def _before_fork() -> None:
+    for rec in list(_live):
+        if rec.active:
+            rec._before_fork()
+
+
+def _after_fork_parent() -> None:
+    for rec in list(_live):
+        if rec.active:
+            rec._after_fork_parent()
+
+
+def _after_fork_child() -> None:
+    for rec in list(_live):
+        if rec.active:
+            rec._after_fork_child()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child
+)

@@ -1,0 +1,74 @@
+"""Runs a user's script or module as ``__main__`` under the recorder.
+
+The program sees the same ``sys.argv`` and ``sys.path[0]`` it would see when
+run by ``python``; its exit status and exceptions pass through, and the trace
+is written whatever happens (an exception, ``sys.exit``, SIGTERM, Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import sys
+import traceback
+from types import FrameType
+
+from tracer.recorder import Recorder
+
+
+def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM becomes SystemExit, so ``finally`` blocks run and the trace closes."""
+    raise SystemExit(128 + signum)
+
+
+def run_under_recorder(
+    target: str, args: list[str], *, module: bool, output: str, flush_interval: float = 1.0
+) -> int:
+    """Runs ``target`` (a path, or a module name when ``module``); returns its exit code."""
+    if not module and not os.path.exists(target):
+        print(f"torchscope record: no such script: {target}", file=sys.stderr)
+        return 2
+    argv = [target, *args]
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else ""
+    sys.argv = argv
+    if module:
+        sys.path.insert(0, os.getcwd())
+    else:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    recorder = Recorder(
+        output,
+        flush_interval=flush_interval,
+        argv=argv,
+        meta={"target": "reimpl", "command": " ".join(argv)},
+    )
+    code = 0
+    status = "ok"
+    recorder.start()
+    try:
+        if module:
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(target, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+        status = "ok" if code == 0 else f"exit {code}"
+    except KeyboardInterrupt:
+        code, status = 130, "interrupted"
+        traceback.print_exc()
+    except BaseException as exc:
+        code, status = 1, f"error: {type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    finally:
+        recorder.stop(status)
+        signal.signal(signal.SIGTERM, previous)
+        sys.argv = saved_argv
+        if sys.path and sys.path[0] != saved_path0:
+            sys.path.pop(0)
+    print(
+        f"torchscope: trace written to {output} ({recorder.spans_written:,} spans)", file=sys.stderr
+    )
+    return code

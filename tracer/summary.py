@@ -1,0 +1,116 @@
+"""Totals of a trace: per kind, top spans by self and inclusive time, lanes.
+
+Aggregation groups spans by (kind, name) with numba loops over the columns;
+nothing here walks spans one by one in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from tracer import aggregate
+from tracer.trace import Trace
+
+
+def _group_totals(trace: Trace, key: np.ndarray) -> list[dict[str, Any]]:
+    """count, inclusive and self time per distinct value of ``key``."""
+    uniq, inverse = np.unique(key, return_inverse=True)
+    inverse = inverse.astype(np.int64)
+    counts = np.bincount(inverse, minlength=len(uniq))
+    incl = aggregate.sum_by(inverse, trace.dur_ns, len(uniq))
+    own = aggregate.sum_by(inverse, trace.self_ns, len(uniq))
+    return [
+        {"key": int(k), "count": int(c), "incl_ns": int(i), "self_ns": int(s)}
+        for k, c, i, s in zip(uniq, counts, incl, own)
+    ]
+
+
+def summarize(trace: Trace, top: int = 15) -> dict[str, Any]:
+    """The summary as plain data (what ``--json`` prints)."""
+    strings = trace.strings
+    kinds = [{"kind": str(strings[g.pop("key")]), **g} for g in _group_totals(trace, trace.kind)]
+    kinds.sort(key=lambda g: -g["self_ns"])
+    pair = (trace.kind.astype(np.int64) << 32) | trace.name.astype(np.int64)
+    spans = []
+    for g in _group_totals(trace, pair):
+        key = g.pop("key")
+        spans.append({"kind": str(strings[key >> 32]), "name": str(strings[key & 0xFFFFFFFF]), **g})
+    wall = int(trace.end_ns.max() - trace.start_ns.min()) if trace.n else 0
+    lanes = np.bincount(trace.thread[trace.thread >= 0], minlength=len(trace.threads))
+    return {
+        "file": trace.path,
+        "spans": int(trace.n),
+        "wall_ns": wall,
+        "kinds": kinds,
+        "top_self": sorted(spans, key=lambda g: -g["self_ns"])[:top],
+        "top_inclusive": sorted(spans, key=lambda g: -g["incl_ns"])[:top],
+        "processes": [
+            {"pid": p.pid, "role": p.role, "index": p.role_index, "status": p.status}
+            for p in trace.processes
+        ],
+        "threads": [
+            {
+                "pid": trace.processes[_part_pos(trace, t.part)].pid,
+                "tid": t.tid,
+                "name": t.name,
+                "device": t.device,
+                "spans": int(lanes[t.row]),
+            }
+            for t in trace.threads
+        ],
+        "findings": len(trace.findings),
+        "warnings": trace.warnings,
+    }
+
+
+def _part_pos(trace: Trace, part: int) -> int:
+    return next(i for i, p in enumerate(trace.processes) if p.part == part)
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:10.3f}"
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    """The summary as a terminal report."""
+    out = [
+        f"trace {summary['file']}: {summary['spans']:,} spans over "
+        f"{summary['wall_ns'] / 1e6:.3f} ms",
+        "",
+        f"{'kind':<24}{'count':>10}{'incl ms':>11}{'self ms':>11}",
+    ]
+    out += [
+        f"{k['kind']:<24}{k['count']:>10,}{_ms(k['incl_ns'])} {_ms(k['self_ns'])}"
+        for k in summary["kinds"]
+    ]
+    for title, key in (
+        ("top by self time", "top_self"),
+        ("top by inclusive time", "top_inclusive"),
+    ):
+        out += ["", f"{title:<46}{'count':>8}{'incl ms':>11}{'self ms':>11}"]
+        for s in summary[key]:
+            label = f"{s['kind']} {s['name']}"
+            label = label if len(label) <= 45 else label[:44] + "…"
+            out.append(f"{label:<46}{s['count']:>8,}{_ms(s['incl_ns'])} {_ms(s['self_ns'])}")
+    out += ["", "processes"]
+    out += [
+        f"  pid {p['pid']:<8} {p['role']}{'' if p['index'] is None else ' ' + str(p['index'])}"
+        f"  ({p['status']})"
+        for p in summary["processes"]
+    ]
+    out += ["", "threads"]
+    out += [
+        f"  pid {t['pid']:<8} {t['name']}{'' if t['device'] is None else ' [' + t['device'] + ']'}"
+        f"  {t['spans']:,} spans"
+        for t in summary["threads"]
+    ]
+    out += [f"warning: {w}" for w in summary["warnings"]]
+    return "\n".join(out)
+
+
+def render_json(summary: dict[str, Any]) -> str:
+    """The summary as JSON for scripts and CI."""
+    return json.dumps(summary, indent=2)

@@ -39,6 +39,7 @@ def summarize(trace: Trace, top: int = 15) -> dict[str, Any]:
         key = g.pop("key")
         spans.append({"kind": str(strings[key >> 32]), "name": str(strings[key & 0xFFFFFFFF]), **g})
     wall = int(trace.end_ns.max() - trace.start_ns.min()) if trace.n else 0
+    paths = call_paths(trace)
     lanes = np.bincount(trace.thread[trace.thread >= 0], minlength=len(trace.threads))
     return {
         "file": trace.path,
@@ -47,6 +48,7 @@ def summarize(trace: Trace, top: int = 15) -> dict[str, Any]:
         "kinds": kinds,
         "top_self": sorted(spans, key=lambda g: -g["self_ns"])[:top],
         "top_inclusive": sorted(spans, key=lambda g: -g["incl_ns"])[:top],
+        "top_paths": sorted(paths, key=lambda g: -g["incl_ns"])[:top],
         "processes": [
             {"pid": p.pid, "role": p.role, "index": p.role_index, "status": p.status}
             for p in trace.processes
@@ -64,6 +66,29 @@ def summarize(trace: Trace, top: int = 15) -> dict[str, Any]:
         "findings": len(trace.findings),
         "warnings": trace.warnings,
     }
+
+
+def call_paths(trace: Trace) -> list[dict[str, Any]]:
+    """Spans merged by call path (the same layer in every step is one entry)."""
+    if trace.n == 0:
+        return []
+    path, path_parent, path_kind, path_name = aggregate.call_paths(
+        trace.parent, trace.kind, trace.name, trace.start_order
+    )
+    n_paths = len(path_parent)
+    counts = np.bincount(path, minlength=n_paths)
+    incl = aggregate.sum_by(path, trace.dur_ns, n_paths)
+    own = aggregate.sum_by(path, trace.self_ns, n_paths)
+    labels: list[str] = []
+    for p in range(n_paths):  # parents are numbered before their children
+        label = f"{trace.strings[path_kind[p]]}:{trace.strings[path_name[p]]}"
+        parent = path_parent[p]
+        labels.append(label if parent < 0 else f"{labels[parent]} > {label}")
+    return [
+        {"path": labels[p], "count": int(counts[p]), "incl_ns": int(incl[p]),
+         "self_ns": int(own[p])}
+        for p in range(n_paths)
+    ]
 
 
 def _part_pos(trace: Trace, part: int) -> int:
@@ -95,6 +120,10 @@ def render_text(summary: dict[str, Any]) -> str:
             label = f"{s['kind']} {s['name']}"
             label = label if len(label) <= 45 else label[:44] + "…"
             out.append(f"{label:<46}{s['count']:>8,}{_ms(s['incl_ns'])} {_ms(s['self_ns'])}")
+    out += ["", f"{'hottest call paths, merged across steps':<65}{'count':>8}{'incl ms':>11}"]
+    for s in summary["top_paths"]:
+        label = s["path"] if len(s["path"]) <= 64 else "…" + s["path"][-63:]
+        out.append(f"{label:<65}{s['count']:>8,}{_ms(s['incl_ns'])}")
     out += ["", "processes"]
     out += [
         f"  pid {p['pid']:<8} {p['role']}{'' if p['index'] is None else ' ' + str(p['index'])}"

@@ -159,3 +159,26 @@ def test_fork_child_writes_its_own_part(trace_path):
     assert kinds_by_part[t.processes[0].part] == {"parent"}
     assert kinds_by_part[t.processes[1].part] == {"child"}
     assert t.processes[1].ppid == os.getpid()
+
+
+def test_call_paths_merge_the_same_layer_across_steps(trace_path):
+    from tracer.summary import call_paths
+
+    with tracer.record(trace_path):
+        for i in range(5):
+            with _trace.step(i):
+                with _trace.span("module.forward", "net"):
+                    with _trace.span("module.forward", "net.fc"):
+                        pass
+                with _trace.span("optim.step", "SGD"):
+                    pass
+    paths = {p["path"]: p for p in call_paths(tracer.load(trace_path))}
+    assert set(paths) == {
+        "step:step",
+        "step:step > module.forward:net",
+        "step:step > module.forward:net > module.forward:net.fc",
+        "step:step > optim.step:SGD",
+    }
+    assert all(p["count"] == 5 for p in paths.values())
+    top = paths["step:step"]
+    assert top["incl_ns"] >= top["self_ns"] >= 0

@@ -29,7 +29,13 @@ def cmd_record(ns: argparse.Namespace) -> int:
         return 2
     output = ns.output or _default_output(target, bool(ns.module))
     return run_under_recorder(
-        target, args, module=bool(ns.module), output=output, flush_interval=ns.flush_interval
+        target,
+        args,
+        module=bool(ns.module),
+        output=output,
+        flush_interval=ns.flush_interval,
+        deep=ns.deep,
+        depth=ns.depth,
     )
 
 
@@ -54,6 +60,17 @@ def cmd_export(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_imports(ns: argparse.Namespace) -> int:
+    """Records what importing a module does, in a fresh interpreter."""
+    from tracer.imports import render_imports, run_imports
+
+    output = ns.output or f"imports_{ns.module.replace('.', '_')}.tsdb"
+    code = run_imports(ns.module, output, deep=ns.deep, depth=ns.depth)
+    if os.path.exists(output):
+        print(render_imports(output, top=ns.top))
+    return code
+
+
 def cmd_view(ns: argparse.Namespace) -> int:
     """Opens a trace in the interactive viewer (the TUI)."""
     from tracer.demo import find_viewer
@@ -62,7 +79,9 @@ def cmd_view(ns: argparse.Namespace) -> int:
     load(ns.file)  # a bad file fails here, with the clear error, before the UI starts
     viewer = find_viewer()
     if viewer is None:
-        print("torchscope view: the TUI is not installed (pip install torchscope).", file=sys.stderr)
+        print(
+            "torchscope view: the TUI is not installed (pip install torchscope).", file=sys.stderr
+        )
         return 2
     return int(viewer(ns.file) or 0)
 
@@ -106,8 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="seconds between flushes to disk (default 1)",
     )
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="also record every Python call (viztracer) beneath the spans",
+    )
+    p.add_argument("--depth", type=int, default=40, help="--deep: deepest call stack kept")
     p.add_argument("args", nargs=argparse.REMAINDER, help="script and its arguments")
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("imports", help="record what `import MODULE` does (default torch)")
+    p.add_argument("module", nargs="?", default="torch")
+    p.add_argument("-o", "--output", help="trace file (default: imports_MODULE.tsdb)")
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="also record every Python call during the import (viztracer)",
+    )
+    p.add_argument("--depth", type=int, default=40, help="--deep: deepest call stack kept")
+    p.add_argument("--top", type=int, default=15, help="rows in the top lists")
+    p.set_defaults(func=cmd_imports)
 
     p = sub.add_parser("summary", help="totals per kind, top spans, processes, threads")
     p.add_argument("file")

@@ -251,6 +251,13 @@ class Recorder:
             index[row] = slot
         return index, distinct
 
+    def merge_records(self, records: list[tuple]) -> None:
+        """Merges records made elsewhere (viztracer's calls) into the unflushed stream."""
+        from tracer.deep import merge
+
+        with self._lock:
+            self._buf[:] = merge(self._buf[:], records)  # same list: append stays bound
+
     def stop(self, status: str = "ok") -> None:
         """Stops emitting, writes what is left and closes this process's part."""
         if not self.active:

@@ -14,6 +14,9 @@ import sys
 import traceback
 from types import FrameType
 
+from tracer import numba_events
+from tracer._import_hook import ImportHook
+from tracer.deep import DEFAULT_DEPTH, start_viztracer, viztracer_records
 from tracer.recorder import Recorder
 
 
@@ -23,9 +26,21 @@ def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
 
 
 def run_under_recorder(
-    target: str, args: list[str], *, module: bool, output: str, flush_interval: float = 1.0
+    target: str,
+    args: list[str],
+    *,
+    module: bool,
+    output: str,
+    flush_interval: float = 1.0,
+    deep: bool = False,
+    depth: int = DEFAULT_DEPTH,
 ) -> int:
-    """Runs ``target`` (a path, or a module name when ``module``); returns its exit code."""
+    """Runs ``target`` (a path, or a module name when ``module``); returns its exit code.
+
+    Imports made by the program become ``import`` spans and numba compilations
+    ``numba.compile`` spans; with ``deep`` every Python call (viztracer, at
+    most ``depth`` frames deep) lands beneath the semantic spans that made it.
+    """
     if not module and not os.path.exists(target):
         print(f"torchscope record: no such script: {target}", file=sys.stderr)
         return 2
@@ -39,13 +54,18 @@ def run_under_recorder(
     previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
     recorder = Recorder(
         output,
-        flush_interval=flush_interval,
+        # deep mode keeps everything in memory: viztracer's calls merge in at the end
+        flush_interval=3600.0 if deep else flush_interval,
         argv=argv,
-        meta={"target": "reimpl", "command": " ".join(argv)},
+        meta={"target": "reimpl", "command": " ".join(argv), "deep": str(deep)},
     )
     code = 0
     status = "ok"
     recorder.start()
+    viz = start_viztracer(depth) if deep else None  # its own imports stay out of the trace
+    import_hook = ImportHook(recorder)
+    import_hook.install()
+    compile_listener = numba_events.install(recorder)
     try:
         if module:
             runpy.run_module(target, run_name="__main__", alter_sys=True)
@@ -63,6 +83,17 @@ def run_under_recorder(
         code, status = 1, f"error: {type(exc).__name__}: {exc}"
         traceback.print_exc()
     finally:
+        if viz is not None:
+            calls, overflow = viztracer_records(viz)
+            recorder.merge_records(calls)
+            if overflow:
+                print(
+                    "torchscope: viztracer's buffer overflowed; the oldest calls were "
+                    "dropped (lower --depth)",
+                    file=sys.stderr,
+                )
+        import_hook.uninstall()
+        numba_events.uninstall(compile_listener)
         recorder.stop(status)
         signal.signal(signal.SIGTERM, previous)
         sys.argv = saved_argv

@@ -85,8 +85,12 @@ def call_paths(trace: Trace) -> list[dict[str, Any]]:
         parent = path_parent[p]
         labels.append(label if parent < 0 else f"{labels[parent]} > {label}")
     return [
-        {"path": labels[p], "count": int(counts[p]), "incl_ns": int(incl[p]),
-         "self_ns": int(own[p])}
+        {
+            "path": labels[p],
+            "count": int(counts[p]),
+            "incl_ns": int(incl[p]),
+            "self_ns": int(own[p]),
+        }
         for p in range(n_paths)
     ]
 

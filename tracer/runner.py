@@ -8,6 +8,7 @@ is written whatever happens (an exception, ``sys.exit``, SIGTERM, Ctrl-C).
 from __future__ import annotations
 
 import os
+import pkgutil  # noqa: F401  runpy imports it lazily; keep it out of the program's imports
 import runpy
 import signal
 import sys

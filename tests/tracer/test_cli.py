@@ -65,7 +65,11 @@ def test_record_module_and_default_output(tmp_path):
     (pkg / "run.py").write_text(SCRIPT)
     result = torchscope("record", "-m", "mypkg.run", "2", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert tracer.load(str(tmp_path / "mypkg_run.tsdb")).n == 4
+    t = tracer.load(str(tmp_path / "mypkg_run.tsdb"))
+    kinds = [t.kind_of(r) for r in range(t.n)]
+    assert kinds.count("step") == 2 and kinds.count("mark") == 2
+    # runpy imports the package, then the module runs as __main__
+    assert [t.name_of(r) for r in range(t.n) if kinds[r] == "import"] == ["mypkg"]
 
 
 def test_summary_text_and_json(tmp_path, script):

@@ -1,0 +1,1 @@
+"""Mirrors ``torch/utils``: the pieces reimpl needs (hooks)."""

@@ -21,7 +21,7 @@ def cmd_record(ns: argparse.Namespace) -> int:
     from tracer.runner import run_under_recorder
 
     if ns.module:
-        target, args = ns.module, ns.args
+        target, args = ns.module[0], ns.module[1:] + ns.args
     elif ns.args:
         target, args = ns.args[0], ns.args[1:]
     else:
@@ -50,13 +50,66 @@ def cmd_summary(ns: argparse.Namespace) -> int:
 
 
 def cmd_export(ns: argparse.Namespace) -> int:
-    """Writes the trace in another format (Chrome/Perfetto JSON)."""
-    from tracer import export_chrome
+    """Writes the trace in another format (Chrome/Perfetto JSON, JSON lines)."""
+    from tracer import export_chrome, export_jsonl
     from tracer.trace import load
 
-    output = ns.output or os.path.splitext(ns.file)[0] + ".json"
-    count = export_chrome.export(load(ns.file), output)
-    print(f"wrote {count:,} events to {output} (open it in https://ui.perfetto.dev)")
+    module, ext = (export_jsonl, ".jsonl") if ns.format == "jsonl" else (export_chrome, ".json")
+    output = ns.output or os.path.splitext(ns.file)[0] + ext
+    count = module.export(load(ns.file), output)
+    if ns.format == "jsonl":
+        print(f"wrote {count:,} spans to {output} (one JSON object per line)")
+    else:
+        print(f"wrote {count:,} events to {output} (open it in https://ui.perfetto.dev)")
+    return 0
+
+
+def cmd_import_chrome(ns: argparse.Namespace) -> int:
+    """Converts a Chrome trace (viztracer, torch.profiler) into a trace file for the TUI."""
+    from tracer.import_chrome import import_chrome
+
+    output = ns.output or os.path.splitext(ns.file)[0] + ".tsdb"
+    result = import_chrome(ns.file, output)
+    print(
+        f"wrote {result.spans:,} spans ({result.processes} processes, {result.threads} threads) "
+        f"to {output}; view it with `torchscope view {output}`"
+    )
+    if result.skipped:
+        skipped = ", ".join(f"{n:,} {what}" for what, n in sorted(result.skipped.items()))
+        print(f"skipped events: {skipped}", file=sys.stderr)
+    return 0
+
+
+def cmd_graph(ns: argparse.Namespace) -> int:
+    """Draws one kind of graph of the trace with Graphviz."""
+    from tracer import graphs
+    from tracer.graphs.select import parse_duration
+    from tracer.trace import load
+
+    try:
+        min_ns = parse_duration(ns.min_time) if ns.min_time else 0
+    except ValueError as exc:
+        print(f"torchscope graph: --min-time: {exc}", file=sys.stderr)
+        return 2
+    if ns.cluster and ns.kind != "calls":
+        print("torchscope graph: --cluster applies to --kind calls only", file=sys.stderr)
+        return 2
+    output = ns.output or f"{os.path.splitext(ns.file)[0]}-{ns.kind}.svg"
+    graph = graphs.build(
+        load(ns.file),
+        ns.kind,
+        step=ns.step,
+        thread=ns.thread,
+        process=ns.process,
+        top=ns.top,
+        min_time_ns=min_ns,
+        cluster=ns.cluster,
+    )
+    result = graphs.draw(graph, output)
+    for warning in result.warnings:
+        print(f"dot: {warning}", file=sys.stderr)
+    note = graph.graph.get("note", "")
+    print(f"wrote {output}: {graph.number_of_nodes()} nodes" + (f" ({note})" if note else ""))
     return 0
 
 
@@ -118,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("record", help="run a script (or -m module) under the recorder")
     p.add_argument("-o", "--output", help="trace file to write (default: SCRIPT.tsdb)")
-    p.add_argument("-m", dest="module", help="run a module as __main__, like python -m")
+    p.add_argument(
+        "-m",
+        dest="module",
+        nargs=argparse.REMAINDER,
+        help="run a module as __main__, like python -m (what follows goes to it)",
+    )
     p.add_argument(
         "--flush-interval",
         type=float,
@@ -152,12 +210,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=15, help="rows in the top lists")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("export", help="write Chrome/Perfetto JSON")
+    p = sub.add_parser("export", help="write Chrome/Perfetto JSON or JSON lines")
     p.add_argument("file")
-    p.add_argument("--format", choices=["chrome"], default="chrome")
-    p.add_argument("-o", "--output", help="output file (default: FILE.json)")
+    p.add_argument(
+        "--format",
+        choices=["chrome", "jsonl"],
+        default="chrome",
+        help="chrome: Perfetto/chrome://tracing JSON with flow arrows; jsonl: one span per line",
+    )
+    p.add_argument("-o", "--output", help="output file (default: FILE.json / FILE.jsonl)")
     p.set_defaults(func=cmd_export)
+    _add_graph_parsers(sub)
     return parser
+
+
+def _add_graph_parsers(sub: argparse._SubParsersAction) -> None:
+    """``graph`` and ``import-chrome``."""
+    from tracer.graphs import KINDS
+
+    p = sub.add_parser("graph", help="draw a Graphviz graph: " + ", ".join(KINDS))
+    p.add_argument("file")
+    p.add_argument("--kind", choices=KINDS, default="calls", help="which graph (default calls)")
+    p.add_argument("-o", "--output", help="svg, png, pdf or dot (default: FILE-KIND.svg)")
+    p.add_argument("--step", type=int, help="only training step N (every rank's step N)")
+    p.add_argument("--thread", help="only this thread (name, label, tid or device)")
+    p.add_argument("--process", help="only this process (pid, role such as 'rank 1', or main)")
+    p.add_argument("--top", type=int, help="keep the N heaviest nodes (-1: all)")
+    p.add_argument("--min-time", help="drop nodes under this time (2ms, 150us; bare: ms)")
+    p.add_argument(
+        "--cluster",
+        choices=["thread", "device", "process", "none"],
+        help="calls graph: group nodes by thread (default), device, process or not at all",
+    )
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("import-chrome", help="turn a Chrome trace JSON into a trace file")
+    p.add_argument("file", help="Chrome trace JSON (viztracer, torch.profiler, export)")
+    p.add_argument("-o", "--output", help="trace file to write (default: FILE.tsdb)")
+    p.set_defaults(func=cmd_import_chrome)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

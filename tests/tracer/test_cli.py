@@ -108,3 +108,13 @@ def test_bad_trace_gives_one_line_error(tmp_path):
 def test_record_missing_script(tmp_path):
     result = torchscope("record", str(tmp_path / "nope.py"))
     assert result.returncode == 2 and "no such script" in result.stderr
+
+
+def test_record_module_passes_its_own_flags(tmp_path):
+    (tmp_path / "flags.py").write_text("import sys\nprint(sys.argv[1:])\n")
+    out = str(tmp_path / "f.tsdb")
+    result = torchscope(
+        "record", "-o", out, "-m", "flags", "--variant", "fixed", "-x", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['--variant', 'fixed', '-x']"

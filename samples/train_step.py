@@ -80,7 +80,7 @@ def main(steps: int = 4, swa_steps: int = 2, seed: int = 0, backend: str = "reim
     torch.manual_seed(seed)
     model = small_cnn(ns.nn)
     loss_fn = ns.nn.CrossEntropyLoss()
-    optimizer = ns.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    optimizer = ns.optim.SGD(model.named_parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     scheduler = ns.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
     losses = []
     for index, (images, labels) in enumerate(synthetic_batches(steps, seed=seed)):

@@ -1,0 +1,91 @@
+"""The UI-free model: lanes, tops, search order, timeline spans, aggregates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tui_helpers import SAMPLE
+
+import tracer
+from tui.model import Filter, TraceModel, fmt_ns, kind_style
+
+
+@pytest.fixture(scope="module")
+def model() -> TraceModel:
+    return TraceModel(tracer.load(str(SAMPLE)))
+
+
+def test_lanes_group_threads_by_process(model):
+    labels = [(lane.process.split(" (")[0], lane.label) for lane in model.lanes]
+    assert labels == [
+        ("main", "MainThread"),
+        ("main", "replica 0 [sim:0]"),
+        ("main", "replica 1 [sim:1]"),
+        ("worker 0", "MainThread"),
+        ("worker 1", "MainThread"),
+        ("rank 0", "MainThread [cpu:0]"),
+        ("rank 1", "MainThread [cpu:1]"),
+    ]
+
+
+def test_replica_spans_are_tops_of_their_own_lane(model):
+    t = model.trace
+    replica1 = next(lane for lane in model.lanes if lane.label.startswith("replica 1"))
+    tops = model.lane_rows(replica1.thread)
+    assert [t.kind_of(r) for r in tops] == ["dp.replica"] * 3
+    assert all(t.parent[r] >= 0 for r in tops)  # linked under parallel_apply
+    assert np.all(np.diff(t.start_ns[tops]) > 0)
+
+
+def test_kind_filter_lists_spans_of_that_kind(model):
+    t = model.trace
+    model.filter = Filter(kind=t.code("bn.stats"))
+    try:
+        rank0 = next(lane for lane in model.lanes if lane.label.endswith("[cpu:0]"))
+        rows = model.lane_rows(rank0.thread)
+        assert [t.kind_of(r) for r in rows] == ["bn.stats", "bn.stats"]
+        assert model.in_lane_rows(int(rows[0]))
+    finally:
+        model.filter = Filter()
+
+
+def test_search_is_in_start_order_and_wraps(model):
+    t = model.trace
+    hits = model.search("ALL_GATHER")  # any case, kinds and names
+    assert len(hits) == 4
+    order = list(t.start_order)
+    assert [order.index(h) for h in hits] == sorted(order.index(h) for h in hits)
+    assert model.next_hit(hits, int(hits[-1])) == hits[0]
+    assert model.next_hit(hits, int(hits[0]), forward=False) == hits[-1]
+    assert model.next_hit(np.empty(0, dtype=np.int64), None) is None
+
+
+def test_lane_spans_descend_through_covering_spans(model):
+    t = model.trace
+    step = int(model.steps[np.flatnonzero(t.thread[model.steps] == 0)[0]])
+    lo, hi = int(t.start_ns[step]), int(t.end_ns[step])
+    rows = model.lane_spans(0, lo, hi)
+    assert set(rows.tolist()) == set(t.children(step)[t.thread[t.children(step)] == 0].tolist())
+    worker = next(lane for lane in model.lanes if lane.process.startswith("worker 0"))
+    assert len(model.lane_spans(worker.thread, lo, hi))  # prefetching while the step runs
+
+
+def test_stats_modules_imports(model):
+    stats = model.stats()
+    assert stats[0].self_ns == max(s.self_ns for s in stats)
+    assert sum(s.count for s in model.stats(limit=10_000)) == model.trace.n
+    row = model.slowest(stats[0].key)
+    assert row is not None and model.trace.self_ns[row] > 0
+    times = model.module_times()
+    assert times["features.1"] == (6, 6 * 30_000)
+    assert len(model.module_snapshots()) == 1
+    roots = model.import_roots()
+    assert [model.trace.name_of(r) for r in roots] == ["torch"]
+
+
+def test_formatting():
+    assert fmt_ns(999) == "999 ns"
+    assert fmt_ns(1_500) == "1.5 µs"
+    assert fmt_ns(2_500_000) == "2.50 ms"
+    assert fmt_ns(3e9) == "3.00 s"
+    assert kind_style("bn.stats") == kind_style("bn.elemt") != kind_style("optim.step")

@@ -1,0 +1,56 @@
+"""torchscope's terminal UI: ``torchscope view FILE`` and ``torchscope demo`` open it.
+
+Thin on purpose: the app knows its stylesheets, its global keys and which
+screen comes next; screens own layout and widgets own behaviour.
+"""
+
+from __future__ import annotations
+
+from textual.app import App
+from textual.binding import Binding
+
+from tui.messages import LoadFailed, TraceLoaded
+from tui.screens.help import HelpScreen
+from tui.screens.loading import LoadingScreen
+from tui.screens.main import MainScreen
+
+
+class TorchscopeApp(App[int]):
+    """Explores one trace file."""
+
+    CSS_PATH = ["app.tcss", "views.tcss"]
+    TITLE = "torchscope"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.failed = False
+
+    def on_mount(self) -> None:
+        self.push_screen(LoadingScreen(self.path))
+
+    def on_trace_loaded(self, message: TraceLoaded) -> None:
+        self.switch_screen(MainScreen(message.model))
+
+    def on_load_failed(self, message: LoadFailed) -> None:
+        self.failed = True
+
+    def action_help(self) -> None:
+        """Shows every key."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_quit(self) -> None:  # type: ignore[override]
+        """Quits; the exit status says whether the trace could be opened."""
+        self.exit(return_code=1 if self.failed else 0)
+
+
+def run_app(path: str) -> int:
+    """Opens ``path`` in the terminal UI; returns the process exit status."""
+    app = TorchscopeApp(str(path))
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,374 @@
+"""What the views show, computed from a loaded trace, with no Textual import.
+
+memray's habit: the model knows nothing of the UI. Everything here works on
+the trace's numpy columns, so a million spans cost vectorised passes, never a
+Python loop per span; widgets ask for one page of rows at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from tracer.trace import Trace
+
+KIND_COLOURS = {
+    "step": "bold white",
+    "module": "cyan",
+    "hook": "magenta",
+    "optim": "green",
+    "sched": "green",
+    "swa": "yellow",
+    "bn": "bright_blue",
+    "collective": "red",
+    "dp": "bright_magenta",
+    "data": "yellow",
+    "import": "bright_black",
+    "autograd": "bright_cyan",
+}
+
+
+def kind_style(kind: str) -> str:
+    """Colour of a kind, by its family (the part before the dot)."""
+    return KIND_COLOURS.get(kind.split(".", 1)[0], "white")
+
+
+def fmt_ns(ns: float) -> str:
+    """A duration in the unit that keeps three significant digits readable."""
+    ns = float(ns)
+    if abs(ns) < 1e3:
+        return f"{ns:.0f} ns"
+    if abs(ns) < 1e6:
+        return f"{ns / 1e3:.1f} µs"
+    if abs(ns) < 1e9:
+        return f"{ns / 1e6:.2f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One thread of one process: a group in the tree, a lane in the timeline."""
+
+    thread: int
+    part: int
+    process: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What the call tree and timeline show; None means everything."""
+
+    part: int | None = None
+    thread: int | None = None
+    kind: int | None = None
+
+    def describe(self, model: TraceModel) -> str:
+        """A short text for the status line."""
+        bits = []
+        if self.part is not None:
+            bits.append(f"process {model.process_label(self.part)}")
+        if self.thread is not None:
+            bits.append(f"thread {model.lanes_by_thread[self.thread].label}")
+        if self.kind is not None:
+            bits.append(f"kind {model.trace.strings[self.kind]}")
+        return ", ".join(bits) or "everything"
+
+
+@dataclass
+class Stage:
+    """One step of preparing a trace, for the progress bar."""
+
+    label: str
+    run: Callable[[], object]
+
+
+@dataclass
+class StatsRow:
+    """Totals of one (kind, name) pair."""
+
+    kind: str
+    name: str
+    count: int
+    incl_ns: int
+    self_ns: int
+    key: int
+
+
+class TraceModel:
+    """A trace plus the indexes the views need, built once in the loading worker."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.t0 = int(trace.start_ns.min()) if trace.n else 0
+        self.t1 = int(trace.end_ns.max()) if trace.n else 1
+        self.filter = Filter()
+        self._lane_rows: dict[tuple[int, int | None], np.ndarray] = {}
+
+    def stages(self) -> list[Stage]:
+        """The heavy indexes, in an order that lets the loader report progress."""
+        t = self.trace
+        return [
+            Stage("indexing children", lambda: t.children_index),
+            Stage("computing self times", lambda: t.self_ns),
+            Stage("finding thread tops", lambda: self.is_top),
+            Stage("grouping lanes", lambda: self.tops_by_thread),
+        ]
+
+    # -- processes, threads and lanes -----------------------------------------------
+
+    @cached_property
+    def lanes(self) -> list[Lane]:
+        """Every thread that recorded spans, grouped by process in part order."""
+        t = self.trace
+        labels = {p.part: p.label for p in t.processes}
+        out = [
+            Lane(th.row, th.part, labels.get(th.part, f"part {th.part}"), th.label)
+            for th in t.threads
+        ]
+        return sorted(out, key=lambda lane: (lane.part, lane.thread))
+
+    @cached_property
+    def lanes_by_thread(self) -> dict[int, Lane]:
+        """Lane of each thread row."""
+        return {lane.thread: lane for lane in self.lanes}
+
+    def process_label(self, part: int) -> str:
+        """How a process is named (``worker 1 (pid 42)``)."""
+        return next((p.label for p in self.trace.processes if p.part == part), f"part {part}")
+
+    def visible_lanes(self) -> list[Lane]:
+        """Lanes that pass the current filter."""
+        f = self.filter
+        return [
+            lane
+            for lane in self.lanes
+            if (f.part is None or lane.part == f.part)
+            and (f.thread is None or lane.thread == f.thread)
+        ]
+
+    @cached_property
+    def is_top(self) -> np.ndarray:
+        """Spans that start a thread's call tree: no parent, or a parent on another thread."""
+        t = self.trace
+        parent = t.parent
+        top = parent < 0
+        linked = ~top
+        top[linked] = t.thread[parent[linked]] != t.thread[linked]
+        return top
+
+    @cached_property
+    def tops_by_thread(self) -> dict[int, np.ndarray]:
+        """Each thread's top spans sorted by start (they never overlap)."""
+        t = self.trace
+        rows = np.flatnonzero(self.is_top)
+        rows = rows[np.lexsort((t.start_ns[rows], t.thread[rows]))]
+        threads = t.thread[rows]
+        cuts = np.flatnonzero(np.diff(threads)) + 1
+        return {int(t.thread[g[0]]): g for g in np.split(rows, cuts) if len(g)}
+
+    def lane_rows(self, thread: int) -> np.ndarray:
+        """Rows listed under a thread: its tops, or every span of the filtered kind."""
+        kind = self.filter.kind
+        key = (thread, kind)
+        rows = self._lane_rows.get(key)
+        if rows is None:
+            if kind is None:
+                rows = self.tops_by_thread.get(thread, np.empty(0, dtype=np.int64))
+            else:
+                t = self.trace
+                rows = np.flatnonzero((t.kind == kind) & (t.thread == thread))
+                rows = rows[np.argsort(t.start_ns[rows], kind="stable")]
+            self._lane_rows[key] = rows
+        return rows
+
+    def in_lane_rows(self, row: int) -> bool:
+        """Whether ``row`` is listed directly under its thread with the current filter."""
+        kind = self.filter.kind
+        return bool(self.is_top[row]) if kind is None else int(self.trace.kind[row]) == kind
+
+    # -- spans -----------------------------------------------------------------------
+
+    def path_to(self, row: int) -> list[int]:
+        """Ancestors of ``row`` from its root down to itself."""
+        parent = self.trace.parent
+        path = [row]
+        while parent[path[-1]] >= 0:
+            path.append(int(parent[path[-1]]))
+        return path[::-1]
+
+    def share(self, row: int) -> float:
+        """Inclusive time as a fraction of the parent's (of the whole trace for roots)."""
+        t = self.trace
+        p = int(t.parent[row])
+        total = t.dur_ns[p] if p >= 0 else self.t1 - self.t0
+        return float(t.dur_ns[row]) / float(total) if total > 0 else 0.0
+
+    @cached_property
+    def steps(self) -> np.ndarray:
+        """Training-step spans (kind ``step``) in start order: the loop's landmarks."""
+        t = self.trace
+        code = t.code("step")
+        rows = np.flatnonzero(t.kind == code) if code >= 0 else np.empty(0, dtype=np.int64)
+        return rows[np.argsort(t.start_ns[rows], kind="stable")]
+
+    @cached_property
+    def _rank(self) -> np.ndarray:
+        """Position of each row in start order (to step through hits in order)."""
+        order = self.trace.start_order
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return rank
+
+    def search(self, query: str) -> np.ndarray:
+        """Rows whose kind, name or func contains ``query`` (any case), in start order."""
+        t = self.trace
+        needle = query.lower()
+        hit = np.fromiter(
+            (needle in str(s).lower() for s in t.strings), dtype=bool, count=len(t.strings)
+        )
+        mask = hit[t.name] | hit[t.kind] | hit[t.func]
+        order = t.start_order
+        return order[mask[order]]
+
+    def next_hit(self, hits: np.ndarray, row: int | None, forward: bool = True) -> int | None:
+        """The hit after (or before) ``row`` in start order, wrapping around."""
+        if not len(hits):
+            return None
+        if row is None:
+            return int(hits[0] if forward else hits[-1])
+        ranks = self._rank[hits]
+        here = self._rank[row]
+        if forward:
+            k = int(np.searchsorted(ranks, here, side="right"))
+            return int(hits[k % len(hits)])
+        k = int(np.searchsorted(ranks, here, side="left")) - 1
+        return int(hits[k % len(hits)])
+
+    def lane_spans(
+        self, thread: int, lo: int, hi: int, focus: tuple[int, int] | None = None, limit: int = 4000
+    ) -> np.ndarray:
+        """Spans of one thread to draw over [lo, hi).
+
+        A span covering the whole ``focus`` range (the selected span, by default
+        the window) is context rather than news: it is replaced by its children
+        on the same thread, so the selected span shows as its children's bars.
+        """
+        t = self.trace
+        rows = self.tops_by_thread.get(thread)
+        if rows is None:
+            return np.empty(0, dtype=np.int64)
+        a, b = focus if focus is not None else (lo, hi)
+        rows = self._overlapping(rows, lo, hi)
+        for _ in range(64):  # depth bound
+            covering = np.flatnonzero((t.start_ns[rows] <= a) & (t.end_ns[rows] >= b))
+            if len(covering) != 1:
+                break
+            k = int(covering[0])
+            kids = t.children(int(rows[k]))
+            kids = self._overlapping(kids[t.thread[kids] == thread], lo, hi)
+            if not len(kids):
+                break
+            rows = np.concatenate([rows[:k], kids, rows[k + 1 :]])
+        return rows[:limit]
+
+    def _overlapping(self, rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """The rows (sorted, never overlapping) that overlap [lo, hi)."""
+        t = self.trace
+        first = int(np.searchsorted(t.end_ns[rows], lo, side="right"))
+        last = int(np.searchsorted(t.start_ns[rows], hi, side="left"))
+        return rows[first:last]
+
+    # -- aggregates -------------------------------------------------------------------
+
+    def stats(self, limit: int = 500) -> list[StatsRow]:
+        """Totals per (kind, name), largest self time first."""
+        t = self.trace
+        key = (t.kind.astype(np.int64) << 32) | t.name.astype(np.int64)
+        uniq, inverse = np.unique(key, return_inverse=True)
+        count = np.bincount(inverse, minlength=len(uniq))
+        incl = np.bincount(inverse, weights=t.dur_ns, minlength=len(uniq))
+        own = np.bincount(inverse, weights=t.self_ns, minlength=len(uniq))
+        order = np.argsort(-own, kind="stable")[:limit]
+        s = t.strings
+        return [
+            StatsRow(
+                str(s[uniq[i] >> 32]),
+                str(s[uniq[i] & 0xFFFFFFFF]),
+                int(count[i]),
+                int(incl[i]),
+                int(own[i]),
+                int(uniq[i]),
+            )
+            for i in order
+        ]
+
+    def slowest_of_kind(self, kind: str) -> int | None:
+        """The span of one kind with the largest self time."""
+        t = self.trace
+        rows = np.flatnonzero(t.kind == t.code(kind))
+        return int(rows[np.argmax(t.self_ns[rows])]) if len(rows) else None
+
+    def kind_totals(self) -> list[tuple[str, int, int]]:
+        """(kind, spans, self ns) for every kind, largest self time first."""
+        t = self.trace
+        count = np.bincount(t.kind, minlength=len(t.strings))
+        own = np.bincount(t.kind, weights=t.self_ns, minlength=len(t.strings))
+        codes = np.flatnonzero(count)
+        codes = codes[np.argsort(-own[codes], kind="stable")]
+        return [(str(t.strings[c]), int(count[c]), int(own[c])) for c in codes]
+
+    def slowest(self, key: int) -> int | None:
+        """The span of a (kind, name) pair with the largest self time."""
+        t = self.trace
+        rows = np.flatnonzero((t.kind == key >> 32) & (t.name == key & 0xFFFFFFFF))
+        return int(rows[np.argmax(t.self_ns[rows])]) if len(rows) else None
+
+    def module_times(self) -> dict[str, tuple[int, int]]:
+        """Module path -> (calls, total forward ns) from ``module.forward`` spans."""
+        t = self.trace
+        code = t.code("module.forward")
+        if code < 0:
+            return {}
+        rows = np.flatnonzero(t.kind == code)
+        names = t.name[rows]
+        counts = np.bincount(names, minlength=len(t.strings))
+        total = np.bincount(names, weights=t.dur_ns[rows], minlength=len(t.strings))
+        return {str(t.strings[c]): (int(counts[c]), int(total[c])) for c in np.flatnonzero(counts)}
+
+    def module_snapshots(self) -> list[dict]:
+        """The latest ``module`` snapshot of each root, per process."""
+        latest: dict[tuple[int, str], dict] = {}
+        for snap in self.trace.snapshots:
+            if snap["kind"] == "module":
+                latest[(snap["part"], snap["key"])] = snap
+        return list(latest.values())
+
+    def import_roots(self) -> np.ndarray:
+        """``import`` spans not inside another import, in start order."""
+        t = self.trace
+        code = t.code("import")
+        if code < 0:
+            return np.empty(0, dtype=np.int64)
+        is_imp = t.kind == code
+        parent = t.parent
+        outer = is_imp & ((parent < 0) | (t.kind[np.maximum(parent, 0)] != code))
+        rows = np.flatnonzero(outer)
+        return rows[np.argsort(t.start_ns[rows], kind="stable")]
+
+    def kind_counts(self) -> list[tuple[int, str, int]]:
+        """(code, kind, spans) for every kind in the trace."""
+        t = self.trace
+        codes, counts = np.unique(t.kind, return_counts=True)
+        return [(int(c), str(t.strings[c]), int(n)) for c, n in zip(codes, counts)]
+
+
+@dataclass
+class SearchState:
+    """The last search and its hits, for n / N."""
+
+    query: str = ""
+    hits: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))

@@ -1,0 +1,1 @@
+"""Screens: loading, the main tabbed screen, help, prompts."""

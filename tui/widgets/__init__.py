@@ -1,0 +1,1 @@
+"""Widgets that own the behaviour of each pane (tree, details, source, timeline)."""

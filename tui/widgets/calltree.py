@@ -1,0 +1,374 @@
+"""The call tree: processes, their threads, then spans, built only when opened.
+
+A node's children are a window over a numpy array of rows (a thread's tops, a
+span's children); at most ``MAX_WINDOW`` of them exist as widgets at once,
+with "N more" / "N earlier" nodes at the ends, so opening a span with a
+million children costs one page of labels, not a million nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from tui.model import TraceModel, fmt_ns, kind_style
+
+PAGE = 200
+MAX_WINDOW = 1000
+
+
+@dataclass
+class NodeInfo:
+    """What a tree node stands for; ``lo:hi`` is the window of children shown."""
+
+    kind: str  # "root", "process", "thread", "span", "more", "earlier" or "note"
+    row: int = -1
+    thread: int = -1
+    part: int = -1
+    loaded: bool = False
+    lo: int = 0
+    hi: int = 0
+
+
+class CallTree(Tree[NodeInfo]):
+    """Spans grouped by process and thread (or under given roots), opened lazily."""
+
+    BINDINGS = [
+        Binding("right", "open", "Open", show=False),
+        Binding("left", "close", "Close", show=False),
+        Binding("right_square_bracket", "step(1)", "Next step"),
+        Binding("left_square_bracket", "step(-1)", "Prev step", show=False),
+    ]
+
+    class SpanSelected(Message):
+        """The cursor moved to a span (``row``) or to a group (``row`` is None)."""
+
+        def __init__(self, tree: CallTree, row: int | None, lane: int | None) -> None:
+            super().__init__()
+            self.tree = tree
+            self.row = row
+            self.lane = lane
+
+    def __init__(
+        self, model: TraceModel, roots: np.ndarray | None = None, **kwargs: object
+    ) -> None:
+        super().__init__("trace", data=NodeInfo("root"), **kwargs)  # type: ignore[arg-type]
+        self.model = model
+        self.roots = roots
+        self.show_root = False
+        self.guide_depth = 2
+
+    def on_mount(self) -> None:
+        self.rebuild()
+
+    # -- building -------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Builds the top levels again (after a filter change)."""
+        self.clear()
+        root = self.root
+        root.data = NodeInfo("root", loaded=True)
+        if self.roots is not None:
+            self._load_window(root, 0, min(PAGE, len(self.roots)))
+            root.expand()
+            return
+        lanes = self.model.visible_lanes()
+        if not lanes:
+            note = (
+                "No spans in this trace."
+                if self.model.trace.n == 0
+                else "No lane passes the filter."
+            )
+            root.add_leaf(Text(note, style="dim italic"), NodeInfo("note"))
+            return
+        parts: dict[int, TreeNode[NodeInfo]] = {}
+        for lane in lanes:
+            pnode = parts.get(lane.part)
+            if pnode is None:
+                n_threads = sum(1 for x in lanes if x.part == lane.part)
+                label = Text.assemble((lane.process, "bold"), (f"  {n_threads} thread(s)", "dim"))
+                pnode = parts[lane.part] = root.add(
+                    label, NodeInfo("process", part=lane.part, loaded=True)
+                )
+            rows = self.model.lane_rows(lane.thread)
+            label = Text.assemble((lane.label, "bold"), (f"  {len(rows):,} spans", "dim"))
+            pnode.add(
+                label,
+                NodeInfo("thread", thread=lane.thread, part=lane.part),
+                allow_expand=len(rows) > 0,
+            )
+        for k, pnode in enumerate(parts.values()):
+            pnode.expand()
+            if k == 0 and pnode.children:
+                self.ensure_loaded(pnode.children[0])
+                pnode.children[0].expand()
+        self.cursor_line = 0
+
+    def rows_of(self, node: TreeNode[NodeInfo]) -> np.ndarray:
+        """The rows a node's children are drawn from."""
+        info = node.data
+        assert info is not None
+        if info.kind == "root" and self.roots is not None:
+            return self.roots
+        if info.kind == "thread":
+            return self.model.lane_rows(info.thread)
+        if info.kind == "span":
+            return self.model.trace.children(info.row)
+        return np.empty(0, dtype=np.int64)
+
+    def ensure_loaded(self, node: TreeNode[NodeInfo]) -> None:
+        """Adds the first page of a node's children, once."""
+        info = node.data
+        if info is None or info.loaded:
+            return
+        n = len(self.rows_of(node))
+        self._load_window(node, 0, min(PAGE, n))
+
+    def _load_window(self, node: TreeNode[NodeInfo], lo: int, hi: int) -> None:
+        """Replaces a node's children with rows[lo:hi] and the paging nodes."""
+        info = node.data
+        assert info is not None
+        rows = self.rows_of(node)
+        node.remove_children()
+        info.loaded, info.lo, info.hi = True, lo, hi
+        if lo > 0:
+            node.add_leaf(
+                Text(f"… {lo:,} earlier", style="italic dim"), NodeInfo("earlier", row=info.row)
+            )
+        self._add_spans(node, rows[lo:hi])
+        self._add_more(node, len(rows) - hi)
+
+    def _add_more(self, node: TreeNode[NodeInfo], left: int) -> None:
+        if left > 0:
+            label = Text(f"… {left:,} more (enter to show)", style="italic dim")
+            node.add_leaf(label, NodeInfo("more"))
+
+    def _add_spans(
+        self, node: TreeNode[NodeInfo], rows: np.ndarray, before: TreeNode | None = None
+    ) -> None:
+        t = self.model.trace
+        offsets, _ = t.children_index
+        counts = offsets[rows + 2] - offsets[rows + 1]
+        for row, count in zip(rows.tolist(), counts.tolist()):
+            node.add(
+                self.span_label(row),
+                NodeInfo("span", row=row),
+                before=before,
+                allow_expand=count > 0,
+            )
+
+    def span_label(self, row: int) -> Text:
+        """kind, name, inclusive and self time, share of the parent."""
+        t = self.model.trace
+        kind = t.kind_of(row)
+        text = Text.assemble(
+            (kind, kind_style(kind)),
+            " ",
+            t.name_of(row),
+            "  ",
+            (fmt_ns(t.dur_ns[row]), "bold"),
+            (f"  self {fmt_ns(t.self_ns[row])}", "dim"),
+            (f"  {100 * self.model.share(row):.0f}%", "dim italic"),
+        )
+        if kind == "step":  # landmarks: say which step (one attribute read per step)
+            index = t.attrs(row).get("index")
+            if index is not None:
+                text = Text.assemble((f"#{index} ", "bold"), text)
+            text.stylize("bold")
+        return text
+
+    # -- events ---------------------------------------------------------------------
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeInfo]) -> None:
+        event.stop()
+        self.ensure_loaded(event.node)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[NodeInfo]) -> None:
+        info = event.node.data
+        if info is not None and info.kind in ("more", "earlier"):
+            event.stop()
+            self.page(event.node)
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[NodeInfo]) -> None:
+        event.stop()
+        self._announce(event.node)
+
+    def _announce(self, node: TreeNode[NodeInfo]) -> None:
+        """Tells the view which span (or lane) the cursor is on."""
+        info = node.data
+        if info is None:
+            return
+        if info.kind == "span":
+            lane = int(self.model.trace.thread[info.row])
+            self.post_message(self.SpanSelected(self, info.row, lane))
+        else:
+            self.post_message(
+                self.SpanSelected(self, None, info.thread if info.thread >= 0 else None)
+            )
+
+    def page(self, pager: TreeNode[NodeInfo]) -> None:
+        """Shows the next (or previous) page of the pager's parent."""
+        parent = pager.parent
+        if parent is None or parent.data is None:
+            return
+        info = parent.data
+        n = len(self.rows_of(parent))
+        old_lo, old_hi = info.lo, info.hi
+        if pager.data is not None and pager.data.kind == "earlier":
+            lo = max(0, old_lo - PAGE)
+            self._load_window(parent, lo, min(old_hi, lo + MAX_WINDOW))
+            # the cursor goes to the row just before those shown until now
+            self._cursor_to(parent.children[old_lo - 1 - lo + (1 if lo > 0 else 0)])
+            return
+        hi = min(n, old_hi + PAGE)
+        if hi - old_lo > MAX_WINDOW:
+            lo = hi - MAX_WINDOW
+            self._load_window(parent, lo, hi)
+            self._cursor_to(parent.children[old_hi - lo + (1 if lo > 0 else 0)])
+            return
+        rows = self.rows_of(parent)[info.hi : hi]
+        self._add_spans(parent, rows, before=pager)
+        first_new = parent.children.index(pager) - len(rows)
+        pager.remove()
+        info.hi = hi
+        self._add_more(parent, n - hi)
+        self._cursor_to(parent.children[first_new])
+
+    def _cursor_to(self, node: TreeNode[NodeInfo]) -> None:
+        _ = self.last_line  # rebuilds line numbers after changes
+        self.move_cursor(node)
+        # Tree only announces a new cursor *line*; after nodes were inserted the
+        # same line can hold another node, so say it ourselves.
+        self._announce(node)
+
+    # -- revealing a span -------------------------------------------------------------
+
+    def _child_for(self, node: TreeNode[NodeInfo], target: int) -> TreeNode[NodeInfo] | None:
+        """Opens ``node`` and returns the child standing for row ``target``."""
+        self.ensure_loaded(node)
+        info = node.data
+        assert info is not None
+        rows = self.rows_of(node)
+        found = np.flatnonzero(rows == target)
+        if not len(found):
+            return None
+        k = int(found[0])
+        if not info.lo <= k < info.hi:
+            lo = max(0, k - PAGE // 2)
+            self._load_window(node, lo, min(len(rows), lo + PAGE))
+        node.expand()
+        return next((c for c in node.children if c.data and c.data.row == target), None)
+
+    def reveal(self, row: int) -> bool:
+        """Opens the path to span ``row`` and puts the cursor on it."""
+        model = self.model
+        path = model.path_to(row)
+        node: TreeNode[NodeInfo] | None
+        if self.roots is not None:
+            inside = np.isin(np.array(path), self.roots)
+            if not inside.any():
+                return False
+            start = int(np.argmax(inside))
+            node = self.root
+        else:
+            visible = {lane.thread for lane in model.visible_lanes()}
+            thread = model.trace.thread
+            starts = [
+                i for i, p in enumerate(path) if int(thread[p]) in visible and model.in_lane_rows(p)
+            ]
+            if not starts:
+                return False
+            start = starts[0]
+            node = self._thread_node(int(thread[path[start]]))
+            if node is None:
+                return False
+        for p in path[start:]:
+            node = self._child_for(node, p)
+            if node is None:
+                return False
+        self._cursor_to(node)
+        return True
+
+    def _thread_node(self, thread: int) -> TreeNode[NodeInfo] | None:
+        for pnode in self.root.children:
+            for tnode in pnode.children:
+                if tnode.data is not None and tnode.data.thread == thread:
+                    pnode.expand()
+                    return tnode
+        return None
+
+    # -- actions ----------------------------------------------------------------------
+
+    @property
+    def cursor_row(self) -> int | None:
+        """The span under the cursor, if the cursor is on a span."""
+        node = self.cursor_node
+        if node is None or node.data is None or node.data.kind != "span":
+            return None
+        return node.data.row
+
+    def action_open(self) -> None:
+        """Opens the node under the cursor, or moves into it when already open."""
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.allow_expand and not node.is_expanded:
+            self.ensure_loaded(node)
+            node.expand()
+        elif node.children:
+            self.action_cursor_down()
+
+    def action_close(self) -> None:
+        """Closes the node under the cursor, or moves to its parent."""
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.is_expanded and node.children:
+            node.collapse()
+        else:
+            self.action_cursor_parent()
+
+    def action_step(self, delta: int) -> None:
+        """Jumps to the next (1) or previous (-1) training step of the cursor's thread."""
+        model = self.model
+        t = model.trace
+        steps = model.steps
+        row = self.cursor_row
+        if row is None:
+            node = self.cursor_node
+            thread = node.data.thread if node is not None and node.data is not None else -1
+        else:
+            thread = int(t.thread[row])
+        mine = steps[t.thread[steps] == thread]
+        steps = mine if len(mine) else steps
+        if not len(steps):
+            self.notify("This trace has no training steps (kind 'step').", severity="warning")
+            return
+        if row is None:
+            target = steps[0] if delta > 0 else steps[-1]
+        else:
+            inside = [p for p in model.path_to(row) if t.kind[p] == t.kind[steps[0]]]
+            here = np.flatnonzero(steps == inside[0]) if inside else []
+            if len(here):
+                target = steps[(int(here[0]) + delta) % len(steps)]
+            else:
+                k = int(np.searchsorted(t.start_ns[steps], t.start_ns[row], side="right"))
+                target = steps[k % len(steps)] if delta > 0 else steps[(k - 1) % len(steps)]
+        self.reveal(int(target))
+
+    def goto_step(self, index: int) -> bool:
+        """Jumps to the step whose ``index`` attribute (or position) is ``index``."""
+        steps = self.model.steps
+        t = self.model.trace
+        for row in steps.tolist():
+            if t.attrs(row).get("index") == index:
+                return self.reveal(row)
+        if 0 <= index < len(steps):
+            return self.reveal(int(steps[index]))
+        return False

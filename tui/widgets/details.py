@@ -1,0 +1,81 @@
+"""The details pane: every fact the trace holds about the selected span."""
+
+from __future__ import annotations
+
+import json
+
+from rich.table import Table
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from tui.model import TraceModel, fmt_ns, kind_style
+
+
+class DetailsPane(Static):
+    """Kind, name, func, process, thread, device, times and all attributes of a span."""
+
+    row: reactive[int | None] = reactive(None)
+    """The span shown; None shows the lane (or a hint)."""
+    lane: reactive[int | None] = reactive(None)
+    """The thread row shown when no span is selected."""
+
+    def __init__(self, model: TraceModel, **kwargs: object) -> None:
+        super().__init__("", **kwargs)  # type: ignore[arg-type]
+        self.model = model
+
+    _shape: tuple[int, int] = (-1, -1)  # rows and widest value of what is shown
+
+    def watch_row(self) -> None:
+        self._show()
+
+    def watch_lane(self) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        content = self._render_row()
+        # A layout pass repaints the whole screen; skip it when the table keeps
+        # its shape (moving between siblings of one kind), which is the common case.
+        shape = (
+            (content.row_count, len(content.columns))
+            if isinstance(content, Table)
+            else (-1, content.cell_len)
+        )
+        self.update(content, layout=shape != self._shape)
+        self._shape = shape
+
+    def _render_row(self) -> Table | Text:
+        model, row = self.model, self.row
+        t = model.trace
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        if row is None:
+            if self.lane is None or self.lane not in model.lanes_by_thread:
+                return Text("Select a span to see its details.", style="dim")
+            lane = model.lanes_by_thread[self.lane]
+            th = t.threads[lane.thread]
+            table.add_row("process", lane.process)
+            table.add_row("thread", f"{th.name} (tid {th.tid})")
+            table.add_row("device", th.device or "-")
+            table.add_row("spans", f"{len(model.lane_rows(lane.thread)):,} at top level")
+            return table
+        kind = t.kind_of(row)
+        th = t.threads[t.thread[row]] if t.thread[row] >= 0 else None
+        table.add_row("kind", Text(kind, style=kind_style(kind)))
+        table.add_row("name", t.name_of(row))
+        table.add_row("func", t.func_of(row))
+        table.add_row("process", t.process_of(row).label)
+        table.add_row("thread", "?" if th is None else f"{th.name} (tid {th.tid})")
+        table.add_row("device", (th.device if th is not None else None) or "-")
+        table.add_row("start", f"+{fmt_ns(t.start_ns[row] - model.t0)}")
+        table.add_row("duration", fmt_ns(t.dur_ns[row]))
+        table.add_row("self", fmt_ns(t.self_ns[row]))
+        table.add_row("share", f"{100 * model.share(row):.1f}% of parent")
+        table.add_row("depth", str(int(t.depth[row])))
+        table.add_row("children", f"{len(t.children(row)):,}")
+        table.add_row("span", f"row {row}, id {int(t.seq[row])}")
+        for key, value in sorted(t.attrs(row).items()):
+            text = value if isinstance(value, str) else json.dumps(value)
+            table.add_row(Text(key, style="cyan"), text)
+        return table

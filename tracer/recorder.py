@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from reimpl import _trace
+from tracer import subprocesses
 from tracer.store import Batch, StoreWriter
 
 DEFAULT_FLUSH_INTERVAL = 1.0
@@ -120,6 +121,7 @@ class Recorder:
         _live.add(self)
         self.active = True
         _trace.attach(self)
+        subprocesses.follow(self.path)
         return self
 
     def _open_part(self, ppid: int) -> None:
@@ -264,6 +266,7 @@ class Recorder:
             return
         if _trace.sink is self:
             _trace.detach()
+            subprocesses.unfollow()
         self.active = False
         self._stop.set()
         if self._writer is not None and self._writer is not threading.current_thread():

@@ -6,6 +6,7 @@ import os
 import threading
 
 import numpy as np
+import pytest
 
 import tracer
 from reimpl import _trace
@@ -182,3 +183,25 @@ def test_call_paths_merge_the_same_layer_across_steps(trace_path):
     assert all(p["count"] == 5 for p in paths.values())
     top = paths["step:step"]
     assert top["incl_ns"] >= top["self_ns"] >= 0
+
+
+def _spawned_work(rank: int) -> None:
+    _trace.set_process_role("rank", rank)
+    with _trace.span("spawned", f"rank {rank}"):
+        pass
+
+
+@pytest.mark.multiprocess
+def test_spawned_processes_record_into_the_same_trace(trace_path):
+    import torch.multiprocessing as mp
+
+    with tracer.record(trace_path):
+        with _trace.span("parent", "launch"):
+            mp.spawn(_spawned_work, nprocs=2, join=True)
+    t = tracer.load(trace_path)
+    roles = sorted((p.role, p.role_index) for p in t.processes)
+    assert roles == [("main", None), ("rank", 0), ("rank", 1)]
+    for p in t.processes:
+        names = {t.name_of(r) for r in np.flatnonzero(t.part == p.part)}
+        assert names == ({"launch"} if p.role == "main" else {f"rank {p.role_index}"})
+        assert p.status == "ok"

@@ -1,0 +1,67 @@
+"""Following spawned processes: a spawned child records into the same trace.
+
+A forked child inherits the recorder (``tracer.recorder``'s fork handlers give
+it its own part). A *spawned* one (``torch.multiprocessing.spawn``, a
+DataLoader with ``multiprocessing_context="spawn"``) starts a fresh
+interpreter that knows nothing of it. While a recorder is active,
+``Process.start`` is wrapped: a spawn or forkserver process gets its target
+wrapped in ``run_recorded``, a module-level function that pickles by name,
+and that in the child opens a recorder on the same file (a new part) around
+the real target.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing.process
+from collections.abc import Callable
+from typing import Any
+
+_original_start: Callable | None = None
+_trace_path: str | None = None
+
+
+def run_recorded(path: str, target: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Runs in the spawned child: the real target, recorded into ``path``."""
+    from tracer.recorder import Recorder
+
+    recorder = Recorder(
+        path,
+        argv=[f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', target)}"],
+    )
+    recorder._role = ("child", None)
+    recorder.start()
+    status = "ok"
+    try:
+        return target(*args, **kwargs)
+    except BaseException as exc:
+        status = f"error: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        recorder.stop(status)
+
+
+def _start(self: multiprocessing.process.BaseProcess) -> None:
+    """``Process.start`` while recording: spawned targets record themselves."""
+    method = getattr(self, "_start_method", None)
+    if _trace_path is not None and method in ("spawn", "forkserver") and self._target:
+        self._target = functools.partial(run_recorded, _trace_path, self._target)
+    _original_start(self)  # type: ignore[misc]
+
+
+def follow(path: str) -> None:
+    """Starts wrapping spawned processes' targets (idempotent)."""
+    global _original_start, _trace_path
+    _trace_path = path
+    if _original_start is None:
+        _original_start = multiprocessing.process.BaseProcess.start
+        multiprocessing.process.BaseProcess.start = _start  # type: ignore[method-assign]
+
+
+def unfollow() -> None:
+    """Stops wrapping."""
+    global _original_start, _trace_path
+    _trace_path = None
+    if _original_start is not None:
+        multiprocessing.process.BaseProcess.start = _original_start  # type: ignore[method-assign]
+        _original_start = None

@@ -25,9 +25,18 @@ def test_demo_trace_holds_every_part(tmp_path):
         train_step.main(steps=2, swa_steps=1)
     t = tracer.load(path)
     kinds = {t.kind_of(r) for r in range(t.n)}
-    assert {"step", "module.forward", "module.backward", "optim.step", "optim.group",
-            "optim.update", "optim.zero_grad", "sched.step", "swa.update",
-            "swa.update_bn"} <= kinds
+    assert {
+        "step",
+        "module.forward",
+        "module.backward",
+        "optim.step",
+        "optim.group",
+        "optim.update",
+        "optim.zero_grad",
+        "sched.step",
+        "swa.update",
+        "swa.update_bn",
+    } <= kinds
     steps = [r for r in t.roots() if t.kind_of(int(r)) == "step"]
     assert [t.attrs(int(r))["index"] for r in steps] == [0, 1, 2]
     names = {t.name_of(r) for r in range(t.n) if t.kind_of(r) == "module.forward"}

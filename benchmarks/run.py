@@ -5,6 +5,8 @@ section. Ratios inside a section are measured side by side in the same run,
 so they hold on this machine even when absolute numbers drift.
 
     python -m benchmarks.run [--only tracer,module] [-o benchmarks/RESULTS.md]
+
+With ``--only`` the other sections of an existing results file are kept.
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ def machine() -> str:
     )
 
 
+def _previous_sections(path: Path) -> dict[str, str]:
+    """The sections of an earlier results file, so --only refreshes just its topics."""
+    if not path.exists():
+        return {}
+    parts = path.read_text().split("<!-- bench:")[1:]
+    return {p.split(" ", 1)[0]: "<!-- bench:" + p.rstrip() for p in parts}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the selected benchmarks and writes the results file."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -44,19 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     if ns.only:
         topics = [t for t in topics if t in ns.only.split(",")]
-    sections = []
+    sections = _previous_sections(Path(ns.output)) if ns.only else {}
     for topic in topics:
         print(f"benchmark {topic}...", file=sys.stderr, flush=True)
         started = time.perf_counter()
         module = importlib.import_module(f"benchmarks.bench_{topic}")
-        sections.append(module.run())
+        body = module.run()
+        sections[topic] = f"<!-- bench:{topic} measured {machine()} -->\n{body}"
         print(f"  {time.perf_counter() - started:.1f} s", file=sys.stderr)
     text = "\n\n".join(
         [
             "# Benchmark results",
-            f"Measured by `python -m benchmarks.run` on {machine()}. "
-            "Each section's ratios come from one run, side by side.",
-            *sections,
+            "Measured by `python -m benchmarks.run` (each section's machine and date are in "
+            "the comment above it). Each section's ratios come from one run, side by side.",
+            *(sections[t] for t in sorted(sections)),
         ]
     )
     Path(ns.output).write_text(text + "\n")

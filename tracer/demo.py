@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from tracer import export_chrome
 from tracer.recorder import Recorder
 from tracer.summary import render_text, summarize
-from tracer.trace import load
+from tracer.trace import Trace, load
 
 
 def find_viewer() -> Callable[[str], int] | None:
@@ -64,7 +64,29 @@ def run_demo(
     if interactive and viewer is not None and sys.stdin.isatty() and sys.stdout.isatty():
         return viewer(path)
     print(render_text(summarize(trace)))
+    print()
+    for written in write_graphs(trace, out_dir):
+        print(f"wrote {written}")
     chrome = os.path.join(out_dir, "train_step.json")
     export_chrome.export(trace, chrome)
-    print(f"\nwrote {chrome} (open it in https://ui.perfetto.dev)")
+    print(f"wrote {chrome} (open it in https://ui.perfetto.dev)")
     return 0
+
+
+DEMO_GRAPHS = ("calls", "modules", "optim")
+
+
+def write_graphs(trace: Trace, out_dir: str) -> list[str]:
+    """The demo's graphs as SVG; a missing ``dot`` is reported, not fatal."""
+    from tracer import graphs
+
+    written = []
+    for kind in DEMO_GRAPHS:
+        path = os.path.join(out_dir, f"train_step-{kind}.svg")
+        try:
+            graphs.draw(graphs.build(trace, kind), path)
+        except Exception as exc:  # a picture is a bonus: the summary is already out
+            print(f"torchscope demo: could not draw the {kind} graph ({exc})", file=sys.stderr)
+            continue
+        written.append(path)
+    return written

@@ -1,6 +1,7 @@
 """The default demo: a few training steps of a small CNN, built from reimpl.
 
-Synthetic images (no download), Conv -> BatchNorm -> ReLU blocks, SGD with
+Synthetic images (no download) loaded by a DataLoader with two worker
+processes, Conv -> BatchNorm -> ReLU blocks, SGD with
 momentum and a StepLR schedule, then an SWA phase (AveragedModel, SWALR,
 update_bn). The code is plain PyTorch; only the namespace it builds from
 differs, so ``backend="torch"`` runs its twin on the real thing, and the tests
@@ -18,18 +19,24 @@ from types import SimpleNamespace
 
 import torch
 
+from reimpl.utils.data import Dataset
+
 
 def backend_namespace(backend: str) -> SimpleNamespace:
-    """nn, optim, lr_scheduler and swa_utils from reimpl or from torch."""
+    """nn, optim, lr_scheduler, swa_utils and utils.data from reimpl or from torch."""
     if backend == "reimpl":
         from reimpl import nn, optim
         from reimpl.optim import lr_scheduler, swa_utils
+        from reimpl.utils import data
     elif backend == "torch":
         from torch import nn, optim
         from torch.optim import lr_scheduler, swa_utils
+        from torch.utils import data
     else:
         raise ValueError(f"backend must be 'reimpl' or 'torch', not {backend!r}")
-    return SimpleNamespace(nn=nn, optim=optim, lr_scheduler=lr_scheduler, swa_utils=swa_utils)
+    return SimpleNamespace(
+        nn=nn, optim=optim, lr_scheduler=lr_scheduler, swa_utils=swa_utils, data=data
+    )
 
 
 def small_cnn(nn, classes: int = 10):
@@ -48,14 +55,31 @@ def small_cnn(nn, classes: int = 10):
     return nn.Sequential(OrderedDict(features=features, classifier=classifier))
 
 
-def synthetic_batches(steps: int, batch: int = 16, size: int = 16, seed: int = 0):
+class SyntheticImages(Dataset):
     """Random images whose class is readable from the mean of one channel."""
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        images = torch.randn(batch, 3, size, size, generator=gen)
-        labels = torch.randint(0, 10, (batch,), generator=gen)
-        images[:, 0] += labels.view(-1, 1, 1) / 5.0
-        yield images, labels
+
+    def __init__(self, length: int, size: int = 16, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.images = torch.randn(length, 3, size, size, generator=gen)
+        self.labels = torch.randint(0, 10, (length,), generator=gen)
+        self.images[:, 0] += self.labels.view(-1, 1, 1) / 5.0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+
+def synthetic_batches(data, steps: int, batch: int = 16, seed: int = 0, num_workers: int = 2):
+    """``steps`` shuffled batches, loaded by ``num_workers`` worker processes."""
+    return data.DataLoader(
+        SyntheticImages(steps * batch, seed=seed),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),  # the same batches on every run
+    )
 
 
 def step_annotation(backend: str):
@@ -83,7 +107,7 @@ def main(steps: int = 4, swa_steps: int = 2, seed: int = 0, backend: str = "reim
     optimizer = ns.optim.SGD(model.named_parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     scheduler = ns.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
     losses = []
-    for index, (images, labels) in enumerate(synthetic_batches(steps, seed=seed)):
+    for index, (images, labels) in enumerate(synthetic_batches(ns.data, steps, seed=seed)):
         with step(index):
             optimizer.zero_grad()
             loss = loss_fn(model(images), labels)
@@ -94,7 +118,7 @@ def main(steps: int = 4, swa_steps: int = 2, seed: int = 0, backend: str = "reim
 
     swa_model = ns.swa_utils.AveragedModel(model)
     swa_scheduler = ns.swa_utils.SWALR(optimizer, swa_lr=0.05, anneal_epochs=1)
-    batches = list(synthetic_batches(swa_steps, seed=seed + 1))
+    batches = list(synthetic_batches(ns.data, swa_steps, seed=seed + 1))
     for index, (images, labels) in enumerate(batches, start=steps):
         with step(index, name="swa step"):
             optimizer.zero_grad()

@@ -17,8 +17,10 @@ writer thread.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
+import multiprocessing.util as mp_util
 import os
 import socket
 import sys
@@ -120,6 +122,9 @@ class Recorder:
         )
         _live.add(self)
         self.active = True
+        # multiprocessing children clear finalizers right after fork, then run
+        # the after-fork callbacks: that is where a child's part learns to close.
+        mp_util.register_after_fork(self, _register_mp_finalizer)
         _trace.attach(self)
         subprocesses.follow(self.path)
         return self
@@ -305,13 +310,16 @@ class Recorder:
 
 
 def _register_exit(rec: Recorder) -> None:
-    """A forked multiprocessing child leaves through os._exit, skipping atexit;
-    multiprocessing's own finalizers still run, so register there too."""
-    import atexit
-    import multiprocessing.util as mp_util
-
+    """A forked child closes its part at exit (a plain os.fork child through atexit)."""
     atexit.register(rec.stop)
-    mp_util.Finalize(rec, rec.stop, exitpriority=100)
+
+
+def _register_mp_finalizer(rec: Recorder) -> None:
+    """In a multiprocessing child, after ``Process._bootstrap`` cleared the
+    finalizers it inherited: the child leaves through ``os._exit``, skipping
+    atexit, but runs multiprocessing's finalizers first."""
+    if rec.active:
+        mp_util.Finalize(rec, rec.stop, exitpriority=100)
 
 
 def _before_fork() -> None:

@@ -205,3 +205,24 @@ def test_spawned_processes_record_into_the_same_trace(trace_path):
         names = {t.name_of(r) for r in np.flatnonzero(t.part == p.part)}
         assert names == ({"launch"} if p.role == "main" else {f"rank {p.role_index}"})
         assert p.status == "ok"
+
+
+def _child_records() -> None:
+    _trace.set_process_role("worker", 3)
+    with _trace.span("child", "in-mp-child"):
+        pass  # no explicit stop: the child's part must close by itself
+
+
+@pytest.mark.multiprocess
+def test_multiprocessing_fork_child_closes_its_part(trace_path):
+    import multiprocessing
+
+    with tracer.record(trace_path):
+        child = multiprocessing.get_context("fork").Process(target=_child_records)
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+    t = tracer.load(trace_path)
+    worker = next(p for p in t.processes if p.role == "worker")
+    assert worker.role_index == 3 and worker.status == "ok"
+    assert {t.name_of(r) for r in np.flatnonzero(t.part == worker.part)} == {"in-mp-child"}

@@ -19,8 +19,8 @@ process spent waiting, ``worker`` that produced it), ``data.sampler``
 from the fetchers and workers (``_utils``).
 
 Workers start with torch.multiprocessing's default method, ``fork`` on Linux,
-like torch. A recorder follows forked workers into their own lanes; workers
-started with ``spawn`` or ``forkserver`` are not recorded.
+like torch. A recorder follows workers into their own lanes, forked ones and
+(through ``tracer.subprocesses``) ``spawn`` or ``forkserver`` ones alike.
 
 Left out: DataPipes (wrappers, sharding, shared seeds), torch's profiler
 ``record_function`` around ``__next__`` (the trace spans take its place),

@@ -346,3 +346,21 @@ def test_single_process_parity_property(n, batch_size, shuffle, drop_last, seed)
         drop_last=drop_last,
     )
     assert ours == theirs
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_spawned_workers_record_their_own_parts(tmp_path):
+    """spawn-context workers start fresh interpreters; the recorder still follows."""
+    path = str(tmp_path / "spawn.tsdb")
+    ds = R.TensorDataset(torch.arange(32.0).view(16, 2))
+    with tracer.record(path):
+        loader = R.DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="spawn")
+        batches = list(loader)
+    assert torch.equal(torch.cat([b[0] for b in batches]), ds.tensors[0])
+    t = tracer.load(path)
+    workers = sorted((p.role_index, p.status) for p in t.processes if p.role == "worker")
+    assert workers == [(0, "ok"), (1, "ok")]
+    for p in t.processes:
+        kinds = {t.kind_of(r) for r in range(t.n) if t.part[r] == p.part}
+        assert ("data.worker" in kinds) == (p.role == "worker")

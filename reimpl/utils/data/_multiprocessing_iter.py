@@ -213,10 +213,17 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
             raise
 
     def _wait_for_a_dying_worker(self) -> None:
-        """Blocks until some active worker has exited, at most ``DYING_WORKER_GRACE`` s."""
-        sentinels = [w.sentinel for i, w in enumerate(self._workers) if self._workers_status[i]]
-        if sentinels:
-            multiprocessing.connection.wait(sentinels, timeout=DYING_WORKER_GRACE)
+        """Blocks until some active worker has exited, at most ``DYING_WORKER_GRACE`` s.
+
+        A killed worker's sentinel pipe closes while the kernel is still tearing
+        the process down, before ``waitpid`` can see it exit; so a worker whose
+        sentinel fired is joined (reaped) too, or ``is_alive()`` would still say yes.
+        """
+        active = {w.sentinel: w for i, w in enumerate(self._workers) if self._workers_status[i]}
+        if not active:
+            return
+        for sentinel in multiprocessing.connection.wait(list(active), timeout=DYING_WORKER_GRACE):
+            active[sentinel].join(DYING_WORKER_GRACE)
 
     @mirrors("torch.utils.data.dataloader._MultiProcessingDataLoaderIter._get_data")
     def _get_data(self) -> Any:

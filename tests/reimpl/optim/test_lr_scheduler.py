@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from optim_parity import ListSink
+from sinks import ListSink
 
 import reimpl.optim
 from reimpl import _trace

@@ -11,13 +11,13 @@ import warnings
 import pytest
 import torch
 from optim_parity import (
-    ListSink,
     assert_close_tree,
     continue_twins,
     raised,
     run_twins,
     twin_params,
 )
+from sinks import ListSink
 
 import reimpl.nn
 import reimpl.optim

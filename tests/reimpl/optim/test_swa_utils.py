@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import torch
-from optim_parity import ListSink, assert_close_tree
+from optim_parity import assert_close_tree
+from sinks import ListSink
 
 import reimpl.nn
 import reimpl.optim

@@ -17,36 +17,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from sinks import ListSink
 
 from reimpl import _trace
 from reimpl.nn.modules._functions import SyncBatchNorm as SyncBatchNormFunction
 
 EPS = 1e-5
 CHANNELS = 3
-
-
-class ListSink:
-    """A minimal recorder: keeps every record in a list."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple] = []
-        self._next = 0
-
-    def next_id(self) -> int:
-        self._next += 1
-        return self._next
-
-    def append(self, record: tuple) -> None:
-        self.records.append(record)
-
-    def thread_info(self, tid: int, name: str, device: str | None) -> None:
-        pass
-
-    def process_role(self, role: str, index: int | None) -> None:
-        pass
-
-    def snapshot(self, kind: str, key: str, payload: dict) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

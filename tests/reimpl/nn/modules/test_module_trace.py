@@ -5,43 +5,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from itertools import count
 
 import pytest
 import torch
+from sinks import ListSink
 from twins import R
 
 from reimpl import _trace
 from reimpl.nn.modules import module as rmod
 
 X = torch.randn(5, 3)
-
-
-class ListSink:
-    """A minimal recorder implementing the Sink protocol."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple] = []
-        self.snapshots: list[tuple[str, str, dict]] = []
-        self.next_id = count(1).__next__
-        self.append = self.records.append
-        self.threads: dict[int, tuple] = {}
-        self.role: tuple | None = None
-
-    def thread_info(self, tid: int, name: str, device: str | None) -> None:
-        self.threads[tid] = (name, device)
-
-    def process_role(self, role: str, index: int | None) -> None:
-        self.role = (role, index)
-
-    def snapshot(self, kind: str, key: str, payload: dict) -> None:
-        self.snapshots.append((kind, key, payload))
-
-    def of(self, kind: str) -> list[tuple]:
-        return [r for r in self.records if r[5] == kind]
-
-    def names(self, kind: str) -> list[str]:
-        return [r[6] for r in sorted(self.of(kind))]  # in start (id) order
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from dp_helpers import ListSink
+from sinks import ListSink
 
 from reimpl import _trace
 

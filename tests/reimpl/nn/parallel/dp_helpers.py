@@ -8,8 +8,6 @@ the numbers (up to summation order).
 
 from __future__ import annotations
 
-import itertools
-import threading
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -115,32 +113,3 @@ def check_parity(
 
 def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.clone()
-
-
-class ListSink:
-    """The smallest recorder: keeps records and thread names in memory."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple] = []
-        self.threads: dict[int, tuple[str, str | None]] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-
-    def next_id(self) -> int:
-        with self._lock:
-            return next(self._ids)
-
-    def append(self, record: tuple) -> None:
-        self.records.append(record)
-
-    def thread_info(self, tid: int, name: str, device: str | None) -> None:
-        self.threads[tid] = (name, device)
-
-    def process_role(self, role: str, index: int | None) -> None:
-        pass
-
-    def snapshot(self, kind: str, key: str, payload: dict) -> None:
-        pass
-
-    def of_kind(self, kind: str) -> list[tuple]:
-        return [r for r in self.records if r[5] == kind]

@@ -34,6 +34,13 @@ def run_recorded(path: str, target: Callable, *args: Any, **kwargs: Any) -> Any:
     status = "ok"
     try:
         return target(*args, **kwargs)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            # torch.multiprocessing's _wrap turns the rank's error into sys.exit(1)
+            # inside its except block: the error itself is the exit's context.
+            cause = exc.__context__ or exc
+            status = f"error: {type(cause).__name__}: {cause}"
+        raise
     except BaseException as exc:
         status = f"error: {type(exc).__name__}: {exc}"
         raise

@@ -8,10 +8,8 @@ and ``_metadata``. ``same_error`` runs a misuse on both sides and checks the
 exception type and message. Everything takes plain callables and modules, so
 layer, BatchNorm, container and optimizer tests can all use it.
 
-Import it from a test with::
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[N]))  # tests/
-    from parity import pair, assert_same_step
+Import it from any test with ``from parity import pair, assert_same_step``
+(pytest puts ``tests/`` on the path: ``pythonpath`` in pyproject.toml).
 """
 
 from __future__ import annotations

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import inspect
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 import torch
-
-import reimpl.nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # tests/
 from parity import assert_same_state_dict, default_loss, raised, run_step
 from parity import assert_same_step as _assert_same_steps
+
+import reimpl.nn
 
 
 def seeded_pair(name: str, *args: Any, seed: int = 0, **kwargs: Any) -> tuple[Any, Any]:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 import torch
+from parity import check_pair, pair, same_error
 
 import reimpl.nn
 import reimpl.nn.modules.batchnorm as ours
 from reimpl.nn.modules.container import Sequential
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # tests/, for parity.py
-from parity import check_pair, pair, same_error
 
 KINDS = {
     "BatchNorm1d": ((6, 4, 5), None),

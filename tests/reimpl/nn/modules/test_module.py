@@ -8,9 +8,6 @@ import pickle
 
 import pytest
 import torch
-import twins  # noqa: F401  (first: puts tests/ on sys.path for parity)
-
-# isort: split
 from parity import assert_params_close, check_pair, named_tensors, raised, same_error
 from twins import R, T, pair_of
 

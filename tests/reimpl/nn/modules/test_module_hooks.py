@@ -9,9 +9,6 @@ from typing import Any
 
 import pytest
 import torch
-import twins  # noqa: F401  (first: puts tests/ on sys.path for parity)
-
-# isort: split
 from parity import raised, same_error
 from twins import R, T, pair_of
 

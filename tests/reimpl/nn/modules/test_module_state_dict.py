@@ -7,9 +7,6 @@ from collections import OrderedDict
 
 import pytest
 import torch
-import twins  # noqa: F401  (first: puts tests/ on sys.path for parity)
-
-# isort: split
 from parity import assert_same_state_dict, check_pair, same_error
 from twins import R, T, pair_of
 

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,8 +13,6 @@ import torch
 import torch.nn.functional as F
 
 import reimpl.nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # tests/, for parity.py
 
 
 def make(nn: Any) -> SimpleNamespace:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -76,6 +77,8 @@ class Trace:
     def __init__(self, path: str) -> None:
         self.path = path
         self.warnings: list[str] = []
+        self._attr_conn: sqlite3.Connection | None = None
+        self._attr_lock = threading.Lock()
         conn = open_for_reading(path)
         try:
             self._load(conn)
@@ -320,13 +323,14 @@ class Trace:
         return dict(values[slot]) if slot >= 0 else {}
 
     def _read_block_attrs(self, rowid: int) -> tuple[np.ndarray | None, list | None]:
-        conn = open_for_reading(self.path)
-        try:
-            index, blob = conn.execute(
+        # One read-only connection for every later attribute read (a trace of
+        # one-second flushes has thousands of blocks), opened on first use.
+        with self._attr_lock:
+            if self._attr_conn is None:
+                self._attr_conn = open_for_reading(self.path)
+            index, blob = self._attr_conn.execute(
                 "SELECT attr_index, attrs FROM blocks WHERE id=?", (rowid,)
             ).fetchone()
-        finally:
-            conn.close()
         if index is None or blob is None:
             return None, None
         return np.frombuffer(index, dtype="<i4"), json.loads(zlib.decompress(blob))

@@ -11,14 +11,24 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from tracer.errors import TraceError
 from tracer.recorder import Recorder
-from tracer.trace import Trace, load
 
 __all__ = ["Recorder", "Trace", "TraceError", "load", "record"]
 
 TARGETS = ("reimpl",)
+
+
+def __getattr__(name: str) -> Any:
+    """``Trace`` and ``load`` import numba (the loader's kernels): only when asked,
+    so a recorder in a spawned rank or DataLoader worker starts without it."""
+    if name in ("Trace", "load"):
+        from tracer import trace
+
+        return getattr(trace, name)
+    raise AttributeError(f"module 'tracer' has no attribute {name!r}")
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """The in-memory sink tests attach to ``reimpl._trace``: the Sink protocol, nothing more.
 
-``next_id`` and ``append`` are builtins (``itertools.count.__next__`` and
-``list.append``): atomic under the GIL, so replica threads can share one sink.
+``next_id`` is a builtin (``itertools.count.__next__``) and ``append`` ends in
+``list.append``: atomic under the GIL, so replica threads can share one sink.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ class ListSink:
         self.threads: dict[int, tuple[str, str | None]] = {}
         self.role: tuple[str, int | None] | None = None
         self.next_id = count(1).__next__
-        self.append = self.records.append
+
+    def append(self, record: tuple) -> None:
+        """Keeps one record; pair-tuple attrs (hot paths, see reimpl/_trace.py) become dicts."""
+        if type(record[8]) is tuple:
+            record = (*record[:8], dict(record[8]))
+        self.records.append(record)  # list.append: atomic, so replica threads can share
 
     def thread_info(self, tid: int, name: str, device: str | None) -> None:
         self.threads[tid] = (name, device)

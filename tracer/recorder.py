@@ -254,7 +254,8 @@ class Recorder:
             slot = seen.get(id(value))
             if slot is None:
                 slot = seen[id(value)] = len(distinct)
-                distinct.append(value)
+                # hot paths give shared (key, value) pair tuples (see reimpl/_trace.py)
+                distinct.append(dict(value) if type(value) is tuple else value)
             index[row] = slot
         return index, distinct
 

@@ -47,6 +47,20 @@ def test_round_trip_exact_counts_and_parents(trace_path):
     assert t.processes[0].status == "ok" and t.processes[0].pid == os.getpid()
 
 
+def test_pair_tuple_attrs_are_stored_as_dicts(trace_path):
+    shared = (("cls", "Linear"), ("path", "encoder.0"))
+    with tracer.record(trace_path) as rec:
+        for _ in range(3):
+            sid = rec.next_id()
+            rec.append((sid, 0, threading.get_ident(), 1, 2, "module.forward", "encoder.0", "f",
+                        shared))  # fmt: skip
+        _trace.instant("test.mark", "done", n=1)
+    t = tracer.load(trace_path)
+    assert [t.attrs(i) for i in range(t.n)] == [{"cls": "Linear", "path": "encoder.0"}] * 3 + [
+        {"n": 1}
+    ]
+
+
 def test_many_threads_exact_counts_and_nesting(trace_path):
     """8 threads x 100,000 spans: every span kept, every parent on its own thread."""
     per_thread = 100_000

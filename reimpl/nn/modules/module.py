@@ -1910,19 +1910,20 @@ class Module:
 
 trace_backward: bool = True
 """Record ``module.backward`` spans. They cost one tensor pre-hook per module
-boundary per step: measured on the 50-block MLP of benchmarks/bench_module.py,
-about 3 us to install in forward and 4 us to run in backward each (forward
-spans alone cost about 0.5 us per call). A recorder may turn them off when
-forward spans are enough."""
+boundary per step, installed in forward and called by autograd in backward:
+on the 50-block MLPs of benchmarks/bench_module.py about 3 us per boundary to
+install and 2.5 us to run, half of it torch's own cost for any Python hook
+(the "hook floor" column there), against about 1.4 us for a forward span.
+A recorder may turn them off when forward spans are enough."""
 
 _FORWARD_FUNC = "reimpl.nn.modules.module.Module._call_impl"
 _HOOK_FUNC = "reimpl.nn.modules.module.Module._call_with_hooks"
-_BACKWARD_FUNC = "reimpl.nn.modules.module._BackwardBoundary.__call__"
+_BACKWARD_FUNC = "reimpl.nn.modules.module._stamp"
 
-_path_cache: dict[int, tuple[str, dict, str]] = {}
+_path_cache: dict[int, tuple[str, tuple, str]] = {}
 """id(module) -> (path from its root, span attrs, class name). An entry leaves
 when its module dies (weakref callback), so a reused id never finds a stale
-path. The attrs dict is shared by all of the module's records: read-only."""
+path. The attrs, (key, value) pairs, are shared by all of the module's records."""
 _path_refs: dict[int, weakref.ReferenceType] = {}  # the weakrefs behind those callbacks
 _cache_generation = -1  # hooks.generation when _path_cache was built
 _roots: list[weakref.ReferenceType] = []  # outermost modules seen, in first-call order
@@ -1932,7 +1933,7 @@ _refresh_lock = threading.RLock()
 
 def _forward_failed(sink: Any, sid: int, t0: int, entry: tuple, e: BaseException) -> None:
     """Closes a ``module.forward`` span whose forward raised."""
-    attrs = {**entry[1], "error": f"{type(e).__name__}: {e}"}
+    attrs = {**dict(entry[1]), "error": f"{type(e).__name__}: {e}"}
     sink.append(
         (
             sid,
@@ -2026,7 +2027,7 @@ def _hook_id(hook: Callable) -> int:
     return id(getattr(fn, "__self__", fn))
 
 
-def _lookup_path(module: Module) -> tuple[str, dict, str]:
+def _lookup_path(module: Module) -> tuple[str, tuple, str]:
     """Refreshes the path cache; a module found in no known tree becomes a new root.
 
     Serialised: replica threads under DataParallel meet new roots at the same time.
@@ -2071,7 +2072,7 @@ def _refresh_paths() -> None:
                 inside.add(id(m))
     roots = [m for key, m in live.items() if key not in inside]
     _roots[:] = [weakref.ref(m) for m in roots]
-    cache: dict[int, tuple[str, dict, str]] = {}
+    cache: dict[int, tuple[str, tuple, str]] = {}
     refs: dict[int, weakref.ReferenceType] = {}
     for root in roots:
         root_name = root._get_name()
@@ -2079,7 +2080,8 @@ def _refresh_paths() -> None:
             key = id(m)
             if key not in cache:
                 path, cls = sub or root_name, m._get_name()
-                cache[key] = (path, {"cls": cls, "path": path}, cls)
+                # attrs as shared pairs, so records stay out of the cyclic GC (_trace.py)
+                cache[key] = (path, (("cls", cls), ("path", path)), cls)
                 refs[key] = weakref.ref(m, functools.partial(_forget, key))
     _path_cache, _path_refs = cache, refs
     _cache_generation = generation
@@ -2180,49 +2182,57 @@ def _structure_payload(root: Module, root_name: str) -> dict:
 # ``Tensor.register_hook`` puts hooks, minus the RemovableHandle it would build
 # (half the cost); it dies with the graph. Spans still open when the backward
 # pass ends (modules whose input had no grad_fn) are closed then.
+#
+# What torch itself charges for a Python hook at every boundary (installing it
+# in forward, calling it in backward) is the floor here: benchmarks/bench_module.py
+# measures it with no-op hooks. Everything above that floor is the Python below,
+# so the hook is a C-level ``functools.partial`` over two lists and a plain
+# function, and each module call adds one small list to each of them.
 
 _BOUNDARY_KEY = -1  # RemovableHandle ids are >= 0, so this key never collides
 _open_backward: list[list] = []  # records opened in the running backward, in order
 _callback_queued = False
 
 
-class _BackwardBoundary:
-    """Tensor pre-hook at a module boundary: closes the spans of modules whose input
-    this tensor is, then opens those of modules whose output it is."""
+class _BackwardBoundary(functools.partial):
+    """Tensor pre-hook at a module boundary: ``_BackwardBoundary(_stamp, closers, openers)``.
 
-    __slots__ = ("closers", "openers")
+    Calling it with the gradient closes the spans of modules whose input this
+    tensor is, then opens those of modules whose output it is. Both lists hold
+    ``[span id (0 not yet open, -1 closed), start_ns, path, attrs]`` records in
+    the order module calls returned in forward: inner first.
+    """
+
+    __slots__ = ()
     __torch_unserializable__ = True  # no "hook will not be serialized" warning
 
-    def __init__(self) -> None:
-        # Each record is [span id (0 not yet open, -1 closed), start_ns, entry];
-        # both lists are in the order module calls returned in forward: inner first.
-        self.closers: list[list] = []
-        self.openers: list[list] = []
 
-    def __call__(self, grad: Any) -> None:
-        global _callback_queued
-        sink = _trace.sink
-        if sink is None:
-            return None
-        tid = get_ident()
-        now = perf_counter_ns()
-        for rec in self.closers:  # inner modules close first
-            if rec[0] > 0:
-                entry = rec[2]
-                # fmt: off
-                sink.append((rec[0], 0, tid, rec[1], now, "module.backward", entry[0],
-                             _BACKWARD_FUNC, entry[1]))
-                # fmt: on
-                rec[0] = -1
-        for rec in reversed(self.openers):  # outer modules open first
-            if rec[0] == 0:
-                rec[0] = sink.next_id()
-                rec[1] = perf_counter_ns()
-                _open_backward.append(rec)
-        if not _callback_queued:
-            _callback_queued = True
-            torch.autograd.Variable._execution_engine.queue_callback(_close_open_backward)
+def _stamp(closers: list[list], openers: list[list], grad: Any) -> None:
+    """The body of every boundary hook; runs on autograd's thread."""
+    global _callback_queued
+    sink = _trace.sink
+    if sink is None:
         return None
+    now = perf_counter_ns()
+    if closers:
+        tid = get_ident()
+        append = sink.append
+        for rec in closers:  # inner modules close first
+            if rec[0] > 0:
+                append((rec[0], 0, tid, rec[1], now, "module.backward", rec[2], _BACKWARD_FUNC,
+                        rec[3]))  # fmt: skip
+                rec[0] = -1
+    if openers:
+        next_id = sink.next_id
+        for rec in reversed(openers):  # outer modules open first
+            if rec[0] == 0:
+                rec[0] = next_id()
+                rec[1] = now
+                _open_backward.append(rec)
+    if not _callback_queued:
+        _callback_queued = True
+        torch.autograd.Variable._execution_engine.queue_callback(_close_open_backward)
+    return None
 
 
 def _close_open_backward() -> None:
@@ -2235,52 +2245,49 @@ def _close_open_backward() -> None:
     for rec in reversed(_open_backward):
         if rec[0] > 0:
             if sink is not None:
-                entry = rec[2]
-                # fmt: off
-                sink.append((rec[0], 0, tid, rec[1], now, "module.backward", entry[0],
-                             _BACKWARD_FUNC, entry[1]))
-                # fmt: on
+                sink.append((rec[0], 0, tid, rec[1], now, "module.backward", rec[2],
+                             _BACKWARD_FUNC, rec[3]))  # fmt: skip
             rec[0] = -1
     _open_backward.clear()
 
 
-def _boundary(t: Tensor) -> _BackwardBoundary:
-    """The boundary hook of a non-leaf tensor, installed on first use."""
-    hooks = t._backward_hooks
+def _boundary(t: Tensor, hooks: Any) -> _BackwardBoundary:
+    """Installs the boundary hook of a non-leaf tensor (``hooks``: its hook dict or None)."""
+    b = _BackwardBoundary(_stamp, [], [])
     if hooks is None:
-        b = _BackwardBoundary()
         # An OrderedDict, as torch makes it: RemovableHandle needs a weakref to it.
-        t._backward_hooks = OrderedDict(((_BOUNDARY_KEY, b),))
+        hooks = OrderedDict()
+        hooks[_BOUNDARY_KEY] = b
+        t._backward_hooks = hooks
         t.grad_fn._register_hook_dict(t)  # type: ignore[union-attr]
-        return b
-    b = hooks.get(_BOUNDARY_KEY)
-    if b is None:  # the user hooked this tensor first; theirs run first
-        b = hooks[_BOUNDARY_KEY] = _BackwardBoundary()
+    else:  # the user hooked this tensor first; theirs run first
+        hooks[_BOUNDARY_KEY] = b
     return b
 
 
 def _link_backward(result: Any, args: tuple, entry: tuple) -> None:
     """Ties one forward call to the tensors that bound its backward.
 
-    Runs once per traced module call, so the common case (the boundary hook is
-    already there: a container's output is its last child's) is kept inline.
-    A module that returns its input (Identity, an in-place op) gets no span.
+    Runs once per traced module call. A module that returns its input
+    (Identity, an in-place op) gets no span.
     """
     out = result if isinstance(result, Tensor) else (result[0] if result else None)
     # requires_grad and not a leaf <=> it has a grad_fn; cheaper than building one
     if not isinstance(out, Tensor) or not out.requires_grad or out.is_leaf:
         return
-    inp = next((a for a in args if isinstance(a, Tensor)), None)
+    inp = args[0] if args else None
+    if not isinstance(inp, Tensor):
+        inp = next((a for a in args if isinstance(a, Tensor)), None)
     if inp is out:
         return
-    rec = [0, 0, entry]
+    rec = [0, 0, entry[0], entry[1]]
     hooks = out._backward_hooks
     b = None if hooks is None else hooks.get(_BOUNDARY_KEY)
-    (_boundary(out) if b is None else b).openers.append(rec)
+    (_boundary(out, hooks) if b is None else b).args[1].append(rec)
     if inp is not None:
         hooks = inp._backward_hooks
         b = None if hooks is None else hooks.get(_BOUNDARY_KEY)
         if b is not None:
-            b.closers.append(rec)
+            b.args[0].append(rec)
         elif inp.requires_grad and not inp.is_leaf:
-            _boundary(inp).closers.append(rec)
+            _boundary(inp, hooks).args[0].append(rec)

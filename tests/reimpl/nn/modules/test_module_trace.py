@@ -138,7 +138,7 @@ def test_backward_spans(sink: ListSink) -> None:
     root = by_name["Net"]
     for r in bw:
         assert r[3] <= r[4] and root[3] <= r[3] and r[4] <= root[4]
-        assert r[7] == "reimpl.nn.modules.module._BackwardBoundary.__call__"
+        assert r[7] == "reimpl.nn.modules.module._stamp"
         assert r[8]["path"] == r[6]
     block, lin = by_name["block"], by_name["block.lin"]
     assert block[3] <= lin[3] <= lin[4] <= block[4]
@@ -350,3 +350,32 @@ def test_identity_and_inplace_modules_get_no_backward_span(sink: ListSink) -> No
     assert torch.allclose(m.lin.weight.grad, ref.weight.grad)  # tracing changed no gradient
     names = sink.names("module.backward")
     assert sorted(n for n in names if n != "Lin") == ["Net", "lin"]  # "Lin" is ref, a root
+
+
+class _RawSink(ListSink):
+    """Keeps records exactly as emitted (ListSink turns pair-tuple attrs into dicts)."""
+
+    def append(self, record: tuple) -> None:
+        self.records.append(record)
+
+
+def test_module_span_records_leave_the_cyclic_gc() -> None:
+    """Buffered module records must become untracked, or full collections follow."""
+    import gc
+
+    raw = _RawSink()
+    net = R.Net()
+    _trace.attach(raw)
+    try:
+        net(X.clone().requires_grad_()).sum().backward()  # builds the shared attrs
+        gc.collect()
+        gc.collect()  # the shared attrs tuples are untracked from here on
+        raw.records.clear()
+        net(X.clone().requires_grad_()).sum().backward()
+    finally:
+        _trace.detach()
+    gc.collect()  # one pass untracks every record holding only them and atomic values
+    records = raw.of("module.forward") + raw.of("module.backward")
+    assert len(records) > 10
+    assert all(type(r[8]) is tuple and dict(r[8])["path"] == r[6] for r in records)
+    assert not [r for r in records if gc.is_tracked(r)]

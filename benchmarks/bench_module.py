@@ -10,17 +10,18 @@ once from torch's layers and once from reimpl's with the same weights:
 
 "Traced" is the real recorder (``tracer.Recorder`` writing a trace file,
 its writer thread included), with and without ``module.backward`` spans. The
-same run measures the floor those spans sit on (a no-op tensor hook per
-module boundary, nothing recorded) and viztracer and torch.profiler on the
-same reimpl step.
-Times are process CPU time with one intra-op thread, the best of interleaved
-rounds: interference only ever adds time.
+same run measures the floor those spans sit on (a tensor hook per module
+boundary that only appends a timestamp to a list) and viztracer and
+torch.profiler on the same reimpl step. Times are process CPU time with one
+intra-op thread, the best of interleaved rounds: interference only ever adds
+time.
 
 Run: ``python -m benchmarks.bench_module``.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import tempfile
@@ -76,30 +77,35 @@ def make_step(model, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def _noop_hook(grad: torch.Tensor) -> None:
-    return None
+def _stamp_hook(stamps: list, index: int, grad: torch.Tensor) -> None:
+    stamps.append((index, time.perf_counter_ns()))
 
 
-def make_hook_floor_step(model, x: torch.Tensor) -> Callable[[], None] | None:
-    """The step with a no-op tensor pre-hook on every layer's output, nothing recorded.
+def make_hook_floor_step(
+    model, x: torch.Tensor, stamps: list[tuple[int, int]] | None = None
+) -> Callable[[], None] | None:
+    """The step with the least any Python recorder of per-module backward times must do.
 
-    This is what torch itself charges for one Python hook per module boundary
-    (installed in forward, called in backward), installed the way ``module.py``
-    installs its boundary hooks. Only for a flat Sequential, whose boundaries
-    are exactly its children's outputs.
+    A tensor pre-hook on every layer's output (installed the way ``module.py``
+    installs its boundary hooks) that appends (layer index, timestamp) to a
+    list: no span is built or recorded. Only for a flat Sequential, whose
+    boundaries are exactly its children's outputs. ``stamps`` receives the
+    last step's (layer index, ns) pairs.
     """
     layers = list(model.children())
     if any(next(layer.children(), None) is not None for layer in layers):
         return None
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    stamps = [] if stamps is None else stamps
 
     def step() -> None:
+        stamps.clear()
         opt.zero_grad()
         y = x
-        for layer in layers:
+        for index, layer in enumerate(layers):
             y = layer(y)
             hooks = OrderedDict()
-            hooks[-1] = _noop_hook
+            hooks[-1] = functools.partial(_stamp_hook, stamps, index)
             y._backward_hooks = hooks
             y.grad_fn._register_hook_dict(y)
         y.sum().backward()
@@ -141,7 +147,7 @@ class _Session:
             self.stop()
 
 
-def measure(build: Callable, make_x: Callable, rounds: int = 25, n: int = 3) -> dict:
+def measure(build: Callable, make_x: Callable, rounds: int = 40, n: int = 3) -> dict:
     """Best-of-rounds us/step: torch, reimpl, traced (full and forward-only), the hook
     floor, and viztracer and torch.profiler on the same reimpl step."""
     torch.manual_seed(0)
@@ -216,21 +222,27 @@ def run() -> str:
         "### nn.Module: reimpl vs torch, traced vs untraced",
         "",
         "One step = forward + backward + SGD step, batch 16; process CPU time with one "
-        "intra-op thread, best of 25 interleaved rounds. Traced = the real recorder writing "
-        "a trace file. Hook floor = the untraced step plus a no-op tensor pre-hook on every "
-        "layer's output (flat MLPs only): what torch charges for the one Python callback "
-        "per module boundary that `module.backward` spans need, before any recording.",
+        "intra-op thread, best of 40 interleaved rounds. Traced = the real recorder writing "
+        "a trace file. Floor = the untraced step plus, on every layer's output, a tensor "
+        "pre-hook that appends (layer, timestamp) to a list (flat MLPs only): the least any "
+        "Python recorder of per-module backward times must do, before building a span. "
+        "Floor + forward spans = floor + (traced without `module.backward` - 1): the lower "
+        "bound for the traced column.",
         "",
         "| model | torch us/step | reimpl / torch (goal <= 1.05) | traced / untraced "
-        "(goal <= 1.10) | traced without `module.backward` / untraced | hook floor / "
-        "untraced |",
-        "|---|---:|---:|---:|---:|---:|",
+        "(goal <= 1.10) | traced without `module.backward` / untraced | floor / untraced "
+        "| floor + forward spans |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label, m in results.items():
-        floor = f"{m['hook_floor'] / m['reimpl']:.2f}" if "hook_floor" in m else "-"
+        floor = bound = "-"
+        if "hook_floor" in m:
+            floor = f"{m['hook_floor'] / m['reimpl']:.2f}"
+            bound = f"{(m['hook_floor'] + m['traced_fwd']) / m['reimpl'] - 1:.2f}"
         lines.append(
             f"| {label} | {m['torch']:.0f} | {m['reimpl'] / m['torch']:.2f} | "
-            f"{m['traced'] / m['reimpl']:.2f} | {m['traced_fwd'] / m['reimpl']:.2f} | {floor} |"
+            f"{m['traced'] / m['reimpl']:.2f} | {m['traced_fwd'] / m['reimpl']:.2f} | {floor} "
+            f"| {bound} |"
         )
     lines += [
         "",

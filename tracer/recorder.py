@@ -27,8 +27,7 @@ import sys
 import threading
 import time
 import weakref
-from itertools import repeat
-from operator import is_not, itemgetter
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -241,22 +240,28 @@ class Recorder:
 
     @staticmethod
     def _attr_columns(attrs: list) -> tuple[np.ndarray | None, list | None]:
-        """Stores each distinct attribute dict once (modules reuse theirs)."""
-        present = np.fromiter(map(is_not, attrs, repeat(None)), dtype=bool, count=len(attrs))
+        """Stores each distinct attribute object once (modules reuse theirs).
+
+        Rows are matched by object identity in numpy (one sort), not in a Python
+        loop: most records carry attrs, and this runs for every one of them.
+        Slots follow first appearance. Pair tuples, which hot paths share, become
+        dicts (see reimpl/_trace.py).
+        """
+        keys = np.fromiter(map(id, attrs), dtype=np.int64, count=len(attrs))
+        present = keys != id(None)
         rows = np.flatnonzero(present)
         if not len(rows):
             return None, None
+        _, first, inverse = np.unique(keys[rows], return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # slots in order of first appearance
+        slot_of = np.empty(len(order), dtype=np.int32)
+        slot_of[order] = np.arange(len(order), dtype=np.int32)
         index = np.full(len(attrs), -1, dtype=np.int32)
-        seen: dict[int, int] = {}
-        distinct: list = []
-        for row in rows.tolist():
+        index[rows] = slot_of[inverse.reshape(-1)]
+        distinct = []
+        for row in rows[first[order]].tolist():
             value = attrs[row]
-            slot = seen.get(id(value))
-            if slot is None:
-                slot = seen[id(value)] = len(distinct)
-                # hot paths give shared (key, value) pair tuples (see reimpl/_trace.py)
-                distinct.append(dict(value) if type(value) is tuple else value)
-            index[row] = slot
+            distinct.append(dict(value) if type(value) is tuple else value)
         return index, distinct
 
     def merge_records(self, records: list[tuple]) -> None:

@@ -1,0 +1,42 @@
+"""The benchmarks' own machinery: what they time must be what their tables say."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from benchmarks import bench_module
+from reimpl import _trace
+from reimpl import nn as rnn
+
+
+def test_hook_floor_fires_one_stamped_hook_per_layer_in_backward_order() -> None:
+    torch.manual_seed(0)
+    model = rnn.Sequential(rnn.Linear(4, 4), rnn.BatchNorm1d(4), rnn.ReLU(), rnn.Linear(4, 2))
+    stamps: list[tuple[int, int]] = []
+    step = bench_module.make_hook_floor_step(model, torch.randn(3, 4), stamps)
+    assert step is not None
+    before = model[0].weight.detach().clone()
+    step()
+    assert [i for i, _ in stamps] == [3, 2, 1, 0]  # autograd walks the layers backwards
+    assert [t for _, t in stamps] == sorted(t for _, t in stamps)
+    assert not torch.equal(before, model[0].weight)  # a real step: SGD moved the weights
+    step()
+    assert len(stamps) == 4  # each step starts a fresh list
+
+
+def test_hook_floor_only_for_flat_models() -> None:
+    nested = rnn.Sequential(rnn.Sequential(rnn.Linear(4, 4)), rnn.ReLU())
+    assert bench_module.make_hook_floor_step(nested, torch.randn(3, 4)) is None
+
+
+def test_measure_times_every_config_and_leaves_tracing_detached() -> None:
+    def build(nn):
+        return nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+
+    best = bench_module.measure(build, lambda: torch.randn(4, 8), rounds=1, n=1)
+    expected = {"torch", "reimpl", "traced", "traced_fwd", "hook_floor", "viztracer"}
+    assert expected | {"torch.profiler"} == set(best)
+    assert all(math.isfinite(v) and v > 0 for v in best.values())
+    assert _trace.sink is None

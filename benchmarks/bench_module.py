@@ -35,7 +35,6 @@ from viztracer import VizTracer
 
 from reimpl import _trace
 from reimpl import nn as rnn
-from reimpl.nn.modules import module as module_mod
 from samples.train_step import small_cnn
 from tracer.recorder import Recorder
 
@@ -164,12 +163,12 @@ def measure(build: Callable, make_x: Callable, rounds: int = 40, n: int = 3) -> 
 
         def traced(backward: bool) -> _Session:
             def start() -> None:
-                module_mod.trace_backward = backward
+                _trace.backward_spans = backward
                 _trace.attach(recorder)
 
             def stop() -> None:
                 _trace.detach()
-                module_mod.trace_backward = True
+                _trace.backward_spans = True
 
             return _Session(rstep, start, stop)
 
@@ -269,7 +268,8 @@ def run() -> str:
         "generation and set off full collections (measured over 600 steady traced steps of "
         "the BatchNorm MLP: 2 full collections, 300 ms, a quarter of the recording cost; "
         "best-of-rounds timings like the ones above mostly miss them). "
-        "`reimpl.nn.modules.module.trace_backward = False` drops the backward spans.",
+        "`torchscope record --no-backward-spans` (or `reimpl._trace.backward_spans = False`) "
+        "drops the backward spans.",
     ]
     return "\n".join(lines)
 

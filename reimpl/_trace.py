@@ -86,6 +86,12 @@ class Sink(Protocol):
 sink: Sink | None = None
 """The attached recorder, or None. Hot paths read this and compare to None."""
 
+backward_spans: bool = True
+"""Whether modules record ``module.backward`` spans while a sink is attached.
+They cost one autograd hook per module boundary per step (see
+benchmarks/bench_module.py); a recorder sets this from its options
+(``torchscope record --no-backward-spans``) and forward spans stay."""
+
 _role: tuple[str, int | None] = ("main", None)
 _threads: dict[int, tuple[str, str | None]] = {}
 

@@ -36,6 +36,7 @@ def cmd_record(ns: argparse.Namespace) -> int:
         flush_interval=ns.flush_interval,
         deep=ns.deep,
         depth=ns.depth,
+        backward_spans=not ns.no_backward_spans,
     )
 
 
@@ -189,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also record every Python call (viztracer) beneath the spans",
     )
     p.add_argument("--depth", type=int, default=40, help="--deep: deepest call stack kept")
+    p.add_argument(
+        "--no-backward-spans",
+        action="store_true",
+        help="skip the per-module backward spans (one autograd hook per module boundary, "
+        "most of the recording cost of models with many small layers)",
+    )
     p.add_argument("args", nargs=argparse.REMAINDER, help="script and its arguments")
     p.set_defaults(func=cmd_record)
 

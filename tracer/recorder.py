@@ -59,9 +59,11 @@ class Recorder:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         argv: list[str] | None = None,
         meta: dict[str, str] | None = None,
+        backward_spans: bool = True,
     ) -> None:
         self.path = os.fspath(path)
         self.flush_interval = flush_interval
+        self.backward_spans = backward_spans  # module.backward spans (reimpl._trace)
         self._argv = list(sys.argv if argv is None else argv)
         self._meta = dict(meta or {})
         self._role: tuple[str, int | None] = ("main", None)
@@ -116,6 +118,7 @@ class Recorder:
                 "argv": json.dumps(self._argv),
                 "python": sys.version.split()[0],
                 "clock": "perf_counter_ns",
+                "backward_spans": "yes" if self.backward_spans else "no",
                 **self._meta,
             }
         )
@@ -124,8 +127,9 @@ class Recorder:
         # multiprocessing children clear finalizers right after fork, then run
         # the after-fork callbacks: that is where a child's part learns to close.
         mp_util.register_after_fork(self, _register_mp_finalizer)
+        _trace.backward_spans = self.backward_spans
         _trace.attach(self)
-        subprocesses.follow(self.path)
+        subprocesses.follow(self.path, backward_spans=self.backward_spans)
         return self
 
     def _open_part(self, ppid: int) -> None:
@@ -277,6 +281,7 @@ class Recorder:
             return
         if _trace.sink is self:
             _trace.detach()
+            _trace.backward_spans = True
             subprocesses.unfollow()
         self.active = False
         self._stop.set()

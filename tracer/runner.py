@@ -35,12 +35,15 @@ def run_under_recorder(
     flush_interval: float = 1.0,
     deep: bool = False,
     depth: int = DEFAULT_DEPTH,
+    backward_spans: bool = True,
 ) -> int:
     """Runs ``target`` (a path, or a module name when ``module``); returns its exit code.
 
     Imports made by the program become ``import`` spans and numba compilations
     ``numba.compile`` spans; with ``deep`` every Python call (viztracer, at
     most ``depth`` frames deep) lands beneath the semantic spans that made it.
+    Without ``backward_spans`` modules record forward spans only (no autograd
+    hook per module boundary: most of the recording cost of a small-layer model).
     """
     if not module and not os.path.exists(target):
         print(f"torchscope record: no such script: {target}", file=sys.stderr)
@@ -59,6 +62,7 @@ def run_under_recorder(
         flush_interval=3600.0 if deep else flush_interval,
         argv=argv,
         meta={"target": "reimpl", "command": " ".join(argv), "deep": str(deep)},
+        backward_spans=backward_spans,
     )
     code = 0
     status = "ok"

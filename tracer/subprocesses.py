@@ -19,15 +19,19 @@ from typing import Any
 
 _original_start: Callable | None = None
 _trace_path: str | None = None
+_backward_spans = True  # the parent recorder's option, handed to spawned children
 
 
-def run_recorded(path: str, target: Callable, *args: Any, **kwargs: Any) -> Any:
+def run_recorded(
+    path: str, backward_spans: bool, target: Callable, *args: Any, **kwargs: Any
+) -> Any:
     """Runs in the spawned child: the real target, recorded into ``path``."""
     from tracer.recorder import Recorder
 
     recorder = Recorder(
         path,
         argv=[f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', target)}"],
+        backward_spans=backward_spans,
     )
     recorder._role = ("child", None)
     recorder.start()
@@ -52,14 +56,15 @@ def _start(self: multiprocessing.process.BaseProcess) -> None:
     """``Process.start`` while recording: spawned targets record themselves."""
     method = getattr(self, "_start_method", None)
     if _trace_path is not None and method in ("spawn", "forkserver") and self._target:
-        self._target = functools.partial(run_recorded, _trace_path, self._target)
+        self._target = functools.partial(run_recorded, _trace_path, _backward_spans, self._target)
     _original_start(self)  # type: ignore[misc]
 
 
-def follow(path: str) -> None:
+def follow(path: str, *, backward_spans: bool = True) -> None:
     """Starts wrapping spawned processes' targets (idempotent)."""
-    global _original_start, _trace_path
+    global _original_start, _trace_path, _backward_spans
     _trace_path = path
+    _backward_spans = backward_spans
     if _original_start is None:
         _original_start = multiprocessing.process.BaseProcess.start
         multiprocessing.process.BaseProcess.start = _start  # type: ignore[method-assign]

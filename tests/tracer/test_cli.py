@@ -118,3 +118,28 @@ def test_record_module_passes_its_own_flags(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['--variant', 'fixed', '-x']"
+
+
+MODEL_SCRIPT = textwrap.dedent(
+    """
+    import torch
+    from reimpl import nn
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+    model(torch.randn(3, 4)).sum().backward()
+    """
+)
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_record_without_backward_spans(tmp_path, flag):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL_SCRIPT)
+    out = str(tmp_path / "model.tsdb")
+    result = torchscope("record", *(["--no-backward-spans"] if flag else []), "-o", out, str(path))
+    assert result.returncode == 0, result.stderr
+    t = tracer.load(out)
+    kinds = [t.kind_of(r) for r in range(t.n)]
+    assert kinds.count("module.forward") == 4
+    assert kinds.count("module.backward") == (0 if flag else 4)
+    assert t.meta["backward_spans"] == ("no" if flag else "yes")

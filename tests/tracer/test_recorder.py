@@ -240,3 +240,15 @@ def test_multiprocessing_fork_child_closes_its_part(trace_path):
     worker = next(p for p in t.processes if p.role == "worker")
     assert worker.role_index == 3 and worker.status == "ok"
     assert {t.name_of(r) for r in np.flatnonzero(t.part == worker.part)} == {"in-mp-child"}
+
+
+def _backward_spans_in_child() -> bool:
+    return _trace.backward_spans
+
+
+def test_spawned_child_gets_the_backward_spans_option(trace_path):
+    from tracer import subprocesses
+
+    assert subprocesses.run_recorded(trace_path, False, _backward_spans_in_child) is False
+    assert _trace.backward_spans is True and _trace.sink is None  # restored on stop
+    assert tracer.load(trace_path).meta["backward_spans"] == "no"

@@ -22,7 +22,7 @@ the end of the file): when a recorder is attached (``_trace.sink is not
 None``), ``_call_impl`` records a ``module.forward`` span named by the
 module's path from its root, a ``hook.*`` span per hook call, and
 ``module.backward`` spans from one tensor pre-hook per module boundary
-(switch those off with ``trace_backward = False``), and sends a structure
+(switched off by ``reimpl._trace.backward_spans = False``), and sends a structure
 snapshot per root. ``_structure_changed()`` calls on registration paths tell
 it when paths and snapshots must be recomputed. Detached and without hooks,
 ``_call_impl`` is torch's fast path plus one comparison.
@@ -981,7 +981,7 @@ class Module:
             sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), "module.forward", entry[0],
                          _FORWARD_FUNC, entry[1]))
             # fmt: on
-            if trace_backward and isinstance(result, (Tensor, tuple)):
+            if _trace.backward_spans and isinstance(result, (Tensor, tuple)):
                 _link_backward(result, args, entry)
             return result
         if _trace.sink is None:
@@ -1908,14 +1908,6 @@ class Module:
 # only when a recorder is attached.
 # ---------------------------------------------------------------------------
 
-trace_backward: bool = True
-"""Record ``module.backward`` spans. They cost one tensor pre-hook per module
-boundary per step, installed in forward and called by autograd in backward:
-on the 50-block MLPs of benchmarks/bench_module.py about 3 us per boundary to
-install and 2.5 us to run, half of it torch's own cost for any Python hook
-(the "hook floor" column there), against about 1.4 us for a forward span.
-A recorder may turn them off when forward spans are enough."""
-
 _FORWARD_FUNC = "reimpl.nn.modules.module.Module._call_impl"
 _HOOK_FUNC = "reimpl.nn.modules.module.Module._call_with_hooks"
 _BACKWARD_FUNC = "reimpl.nn.modules.module._stamp"
@@ -1968,7 +1960,7 @@ def _traced_call_with_hooks(
     sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), "module.forward",  # type: ignore[union-attr]
                  entry[0], _FORWARD_FUNC, entry[1]))
     # fmt: on
-    if trace_backward and isinstance(result, (Tensor, tuple)):
+    if _trace.backward_spans and isinstance(result, (Tensor, tuple)):
         _link_backward(result, args, entry)
     return result
 
@@ -2183,11 +2175,14 @@ def _structure_payload(root: Module, root_name: str) -> dict:
 # (half the cost); it dies with the graph. Spans still open when the backward
 # pass ends (modules whose input had no grad_fn) are closed then.
 #
-# What torch itself charges for a Python hook at every boundary (installing it
-# in forward, calling it in backward) is the floor here: benchmarks/bench_module.py
-# measures it with no-op hooks. Everything above that floor is the Python below,
-# so the hook is a C-level ``functools.partial`` over two lists and a plain
-# function, and each module call adds one small list to each of them.
+# Cost: on the 50-block MLPs of benchmarks/bench_module.py about 8-9 us per
+# boundary in place (installing the hook in forward, calling it in backward,
+# recording the span), against about 1.4 us for a forward span. A hook that only
+# appends a timestamp already costs 2.5-5 us there: that floor is measured in the
+# same benchmark. So the hook is a C-level ``functools.partial`` over two lists
+# and a plain function; each module call adds one small record list to the
+# openers of its output's hook and to the closers of its input's.
+# ``reimpl._trace.backward_spans = False`` drops all of it.
 
 _BOUNDARY_KEY = -1  # RemovableHandle ids are >= 0, so this key never collides
 _open_backward: list[list] = []  # records opened in the running backward, in order

@@ -157,11 +157,11 @@ def test_backward_spans_twice_and_without_grad(sink: ListSink) -> None:
 
 
 def test_backward_spans_can_be_turned_off(sink: ListSink) -> None:
-    rmod.trace_backward = False
+    _trace.backward_spans = False
     try:
         R.Block(3)(X).sum().backward()
     finally:
-        rmod.trace_backward = True
+        _trace.backward_spans = True
     assert sink.of("module.backward") == [] and len(sink.of("module.forward")) == 3
 
 

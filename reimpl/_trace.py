@@ -37,8 +37,9 @@ shared by all records of one site, with str/int/float/None values only. A
 tuple of such things is one Python's cyclic GC stops tracking, and so is a
 record holding it; a record holding a dict never is. Buffered records that
 stay tracked get promoted to the oldest generation and trigger full
-collections of the whole heap: measured on the 50-block MLP, that was more
-than half of the recording overhead. Sinks turn such tuples into dicts.
+collections of the whole heap: over 600 traced steps of the 50-block
+BatchNorm MLP, 2 of them, 300 ms, a quarter of the recording overhead.
+Sinks turn such tuples into dicts.
 """
 
 from __future__ import annotations

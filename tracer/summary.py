@@ -45,6 +45,8 @@ def summarize(trace: Trace, top: int = 15) -> dict[str, Any]:
         "file": trace.path,
         "spans": int(trace.n),
         "wall_ns": wall,
+        # older traces have no such key: they always recorded backward spans
+        "backward_spans": trace.meta.get("backward_spans", "yes") != "no",
         "kinds": kinds,
         "top_self": sorted(spans, key=lambda g: -g["self_ns"])[:top],
         "top_inclusive": sorted(spans, key=lambda g: -g["incl_ns"])[:top],
@@ -111,6 +113,8 @@ def render_text(summary: dict[str, Any]) -> str:
         "",
         f"{'kind':<24}{'count':>10}{'incl ms':>11}{'self ms':>11}",
     ]
+    if not summary["backward_spans"]:
+        out[1:1] = ["recorded with --no-backward-spans: no module.backward spans", ""]
     out += [
         f"{k['kind']:<24}{k['count']:>10,}{_ms(k['incl_ns'])} {_ms(k['self_ns'])}"
         for k in summary["kinds"]

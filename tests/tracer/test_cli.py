@@ -143,3 +143,6 @@ def test_record_without_backward_spans(tmp_path, flag):
     assert kinds.count("module.forward") == 4
     assert kinds.count("module.backward") == (0 if flag else 4)
     assert t.meta["backward_spans"] == ("no" if flag else "yes")
+    summary = torchscope("summary", out)
+    assert summary.returncode == 0, summary.stderr
+    assert ("--no-backward-spans: no module.backward spans" in summary.stdout) == flag

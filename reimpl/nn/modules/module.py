@@ -2175,10 +2175,10 @@ def _structure_payload(root: Module, root_name: str) -> dict:
 # (half the cost); it dies with the graph. Spans still open when the backward
 # pass ends (modules whose input had no grad_fn) are closed then.
 #
-# Cost: on the 50-block MLPs of benchmarks/bench_module.py about 8-9 us per
+# Cost: on the 50-block MLPs of benchmarks/bench_module.py about 8-11 us per
 # boundary in place (installing the hook in forward, calling it in backward,
 # recording the span), against about 1.4 us for a forward span. A hook that only
-# appends a timestamp already costs 2.5-5 us there: that floor is measured in the
+# appends a timestamp already costs 3-5 us there: that floor is measured in the
 # same benchmark. So the hook is a C-level ``functools.partial`` over two lists
 # and a plain function; each module call adds one small record list to the
 # openers of its output's hook and to the closers of its input's.

@@ -26,7 +26,6 @@ import gc
 import os
 import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -35,6 +34,7 @@ from viztracer import VizTracer
 
 from reimpl import _trace
 from reimpl import nn as rnn
+from reimpl.nn.modules import module as module_mod
 from samples.train_step import small_cnn
 from tracer.recorder import Recorder
 
@@ -85,8 +85,8 @@ def make_hook_floor_step(
 ) -> Callable[[], None] | None:
     """The step with the least any Python recorder of per-module backward times must do.
 
-    A tensor pre-hook on every layer's output (installed the way ``module.py``
-    installs its boundary hooks) that appends (layer index, timestamp) to a
+    A tensor pre-hook on every layer's output (installed by ``module.py``'s own
+    ``_install_boundary_hook``) that appends (layer index, timestamp) to a
     list: no span is built or recorded. Only for a flat Sequential, whose
     boundaries are exactly its children's outputs. ``stamps`` receives the
     last step's (layer index, ns) pairs.
@@ -103,10 +103,8 @@ def make_hook_floor_step(
         y = x
         for index, layer in enumerate(layers):
             y = layer(y)
-            hooks = OrderedDict()
-            hooks[-1] = functools.partial(_stamp_hook, stamps, index)
-            y._backward_hooks = hooks
-            y.grad_fn._register_hook_dict(y)
+            hook = functools.partial(_stamp_hook, stamps, index)
+            module_mod._install_boundary_hook(y, y._backward_hooks, hook)
         y.sum().backward()
         opt.step()
 

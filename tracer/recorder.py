@@ -129,7 +129,7 @@ class Recorder:
         mp_util.register_after_fork(self, _register_mp_finalizer)
         _trace.backward_spans = self.backward_spans
         _trace.attach(self)
-        subprocesses.follow(self.path, backward_spans=self.backward_spans)
+        subprocesses.follow(self.path)
         return self
 
     def _open_part(self, ppid: int) -> None:

@@ -17,9 +17,10 @@ import multiprocessing.process
 from collections.abc import Callable
 from typing import Any
 
+from reimpl import _trace
+
 _original_start: Callable | None = None
 _trace_path: str | None = None
-_backward_spans = True  # the parent recorder's option, handed to spawned children
 
 
 def run_recorded(
@@ -56,15 +57,17 @@ def _start(self: multiprocessing.process.BaseProcess) -> None:
     """``Process.start`` while recording: spawned targets record themselves."""
     method = getattr(self, "_start_method", None)
     if _trace_path is not None and method in ("spawn", "forkserver") and self._target:
-        self._target = functools.partial(run_recorded, _trace_path, _backward_spans, self._target)
+        # the parent recorder's options travel with the target
+        self._target = functools.partial(
+            run_recorded, _trace_path, _trace.backward_spans, self._target
+        )
     _original_start(self)  # type: ignore[misc]
 
 
-def follow(path: str, *, backward_spans: bool = True) -> None:
+def follow(path: str) -> None:
     """Starts wrapping spawned processes' targets (idempotent)."""
-    global _original_start, _trace_path, _backward_spans
+    global _original_start, _trace_path
     _trace_path = path
-    _backward_spans = backward_spans
     if _original_start is None:
         _original_start = multiprocessing.process.BaseProcess.start
         multiprocessing.process.BaseProcess.start = _start  # type: ignore[method-assign]

@@ -1925,7 +1925,7 @@ _refresh_lock = threading.RLock()
 
 def _forward_failed(sink: Any, sid: int, t0: int, entry: tuple, e: BaseException) -> None:
     """Closes a ``module.forward`` span whose forward raised."""
-    attrs = {**dict(entry[1]), "error": f"{type(e).__name__}: {e}"}
+    attrs = dict(entry[1], error=f"{type(e).__name__}: {e}")
     sink.append(
         (
             sid,
@@ -2185,6 +2185,7 @@ def _structure_payload(root: Module, root_name: str) -> dict:
 # ``reimpl._trace.backward_spans = False`` drops all of it.
 
 _BOUNDARY_KEY = -1  # RemovableHandle ids are >= 0, so this key never collides
+_H = TypeVar("_H", bound=Callable)
 _open_backward: list[list] = []  # records opened in the running backward, in order
 _callback_queued = False
 
@@ -2246,18 +2247,20 @@ def _close_open_backward() -> None:
     _open_backward.clear()
 
 
-def _boundary(t: Tensor, hooks: Any) -> _BackwardBoundary:
-    """Installs the boundary hook of a non-leaf tensor (``hooks``: its hook dict or None)."""
-    b = _BackwardBoundary(_stamp, [], [])
+def _install_boundary_hook(t: Tensor, hooks: Any, hook: _H) -> _H:
+    """Puts ``hook`` on a non-leaf tensor (``hooks``: its hook dict or None) and returns it.
+
+    benchmarks/bench_module.py installs its floor hooks through this too.
+    """
     if hooks is None:
         # An OrderedDict, as torch makes it: RemovableHandle needs a weakref to it.
         hooks = OrderedDict()
-        hooks[_BOUNDARY_KEY] = b
+        hooks[_BOUNDARY_KEY] = hook
         t._backward_hooks = hooks
         t.grad_fn._register_hook_dict(t)  # type: ignore[union-attr]
     else:  # the user hooked this tensor first; theirs run first
-        hooks[_BOUNDARY_KEY] = b
-    return b
+        hooks[_BOUNDARY_KEY] = hook
+    return hook
 
 
 def _link_backward(result: Any, args: tuple, entry: tuple) -> None:
@@ -2278,11 +2281,14 @@ def _link_backward(result: Any, args: tuple, entry: tuple) -> None:
     rec = [0, 0, entry[0], entry[1]]
     hooks = out._backward_hooks
     b = None if hooks is None else hooks.get(_BOUNDARY_KEY)
-    (_boundary(out, hooks) if b is None else b).args[1].append(rec)
+    if b is None:
+        b = _install_boundary_hook(out, hooks, _BackwardBoundary(_stamp, [], []))
+    b.args[1].append(rec)
     if inp is not None:
         hooks = inp._backward_hooks
         b = None if hooks is None else hooks.get(_BOUNDARY_KEY)
         if b is not None:
             b.args[0].append(rec)
         elif inp.requires_grad and not inp.is_leaf:
-            _boundary(inp, hooks).args[0].append(rec)
+            b = _install_boundary_hook(inp, hooks, _BackwardBoundary(_stamp, [], []))
+            b.args[0].append(rec)

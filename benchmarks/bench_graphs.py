@@ -14,10 +14,11 @@ import time
 
 import tracer
 from reimpl import _trace
-from tracer import export_chrome, export_jsonl
+from tracer.export import chrome as export_chrome
+from tracer.export import jsonl as export_jsonl
+from tracer.export.import_chrome import import_chrome
 from tracer.graphs import calls, render
-from tracer.import_chrome import import_chrome
-from tracer.recorder import Recorder
+from tracer.recording.recorder import Recorder
 
 N_GRAPH = 1_000_000
 N_EXPORT = 100_000

@@ -8,7 +8,7 @@ import tempfile
 from statistics import median
 
 import tracer
-from tracer.imports import HOOK_PATH, run_imports
+from tracer.recording.imports import HOOK_PATH, run_imports
 
 RUNS = 5
 

@@ -36,7 +36,7 @@ from reimpl import _trace
 from reimpl import nn as rnn
 from reimpl.nn.modules import module as module_mod
 from samples.train_step import small_cnn
-from tracer.recorder import Recorder
+from tracer.recording.recorder import Recorder
 
 BLOCKS = 50
 WIDTH = 64

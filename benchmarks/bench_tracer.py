@@ -12,8 +12,8 @@ import numpy as np
 
 import tracer
 from reimpl import _trace
-from tracer import aggregate
-from tracer.recorder import Recorder
+from tracer.analyze import aggregate
+from tracer.recording.recorder import Recorder
 
 N_CALLS = 200_000
 N_SPANS = 1_000_000

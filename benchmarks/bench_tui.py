@@ -58,7 +58,7 @@ def _step_block(s: int, base: int, codes: dict[str, int]) -> dict[str, np.ndarra
 
 def make_trace(path: str) -> int:
     """Writes the million-span trace; returns its span count."""
-    from tracer.store import Batch, StoreWriter
+    from tracer.file.store import Batch, StoreWriter
 
     if os.path.exists(path):
         os.remove(path)

@@ -1,8 +1,8 @@
 """Records reimpl's events into trace files, loads and analyses them.
 
 The pipeline: ``Recorder`` (sink of ``reimpl._trace``) -> trace file
-(``tracer.store``) -> ``Trace`` (columns, ``tracer.trace``) -> analyses
-(``tracer.aggregate``, ``tracer.summary``) -> exports and views. ``tracer``
+(``tracer.file.store``) -> ``Trace`` (columns, ``tracer.file.trace``) -> analyses
+(``tracer.analyze.aggregate``, ``tracer.analyze.summary``) -> exports and views. ``tracer``
 never imports the UI.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tracer.errors import TraceError
-from tracer.recorder import Recorder
+from tracer.file.errors import TraceError
+from tracer.recording.recorder import Recorder
 
 __all__ = ["Recorder", "Trace", "TraceError", "load", "record"]
 
@@ -25,7 +25,7 @@ def __getattr__(name: str) -> Any:
     """``Trace`` and ``load`` import numba (the loader's kernels): only when asked,
     so a recorder in a spawned rank or DataLoader worker starts without it."""
     if name in ("Trace", "load"):
-        from tracer import trace
+        from tracer.file import trace
 
         return getattr(trace, name)
     raise AttributeError(f"module 'tracer' has no attribute {name!r}")

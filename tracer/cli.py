@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tracer.errors import TraceError
+from tracer.file.errors import TraceError
 
 
 def _default_output(target: str, module: bool) -> str:
@@ -18,7 +18,7 @@ def _default_output(target: str, module: bool) -> str:
 
 def cmd_record(ns: argparse.Namespace) -> int:
     """Runs a program under the recorder."""
-    from tracer.runner import run_under_recorder
+    from tracer.recording.runner import run_under_recorder
 
     if ns.module:
         target, args = ns.module[0], ns.module[1:] + ns.args
@@ -42,8 +42,8 @@ def cmd_record(ns: argparse.Namespace) -> int:
 
 def cmd_summary(ns: argparse.Namespace) -> int:
     """Prints totals per kind, top spans, processes and threads."""
-    from tracer.summary import render_json, render_text, summarize
-    from tracer.trace import load
+    from tracer.analyze.summary import render_json, render_text, summarize
+    from tracer.file.trace import load
 
     data = summarize(load(ns.file), top=ns.top)
     print(render_json(data) if ns.json else render_text(data))
@@ -52,8 +52,9 @@ def cmd_summary(ns: argparse.Namespace) -> int:
 
 def cmd_export(ns: argparse.Namespace) -> int:
     """Writes the trace in another format (Chrome/Perfetto JSON, JSON lines)."""
-    from tracer import export_chrome, export_jsonl
-    from tracer.trace import load
+    from tracer.export import chrome as export_chrome
+    from tracer.export import jsonl as export_jsonl
+    from tracer.file.trace import load
 
     module, ext = (export_jsonl, ".jsonl") if ns.format == "jsonl" else (export_chrome, ".json")
     output = ns.output or os.path.splitext(ns.file)[0] + ext
@@ -67,7 +68,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
 
 def cmd_import_chrome(ns: argparse.Namespace) -> int:
     """Converts a Chrome trace (viztracer, torch.profiler) into a trace file for the TUI."""
-    from tracer.import_chrome import import_chrome
+    from tracer.export.import_chrome import import_chrome
 
     output = ns.output or os.path.splitext(ns.file)[0] + ".tsdb"
     result = import_chrome(ns.file, output)
@@ -84,8 +85,8 @@ def cmd_import_chrome(ns: argparse.Namespace) -> int:
 def cmd_graph(ns: argparse.Namespace) -> int:
     """Draws one kind of graph of the trace with Graphviz."""
     from tracer import graphs
+    from tracer.file.trace import load
     from tracer.graphs.select import parse_duration
-    from tracer.trace import load
 
     try:
         min_ns = parse_duration(ns.min_time) if ns.min_time else 0
@@ -116,7 +117,7 @@ def cmd_graph(ns: argparse.Namespace) -> int:
 
 def cmd_imports(ns: argparse.Namespace) -> int:
     """Records what importing a module does, in a fresh interpreter."""
-    from tracer.imports import render_imports, run_imports
+    from tracer.recording.imports import render_imports, run_imports
 
     output = ns.output or f"imports_{ns.module.replace('.', '_')}.tsdb"
     code = run_imports(ns.module, output, deep=ns.deep, depth=ns.depth)
@@ -128,7 +129,7 @@ def cmd_imports(ns: argparse.Namespace) -> int:
 def cmd_view(ns: argparse.Namespace) -> int:
     """Opens a trace in the interactive viewer (the TUI)."""
     from tracer.demo import find_viewer
-    from tracer.trace import load
+    from tracer.file.trace import load
 
     load(ns.file)  # a bad file fails here, with the clear error, before the UI starts
     viewer = find_viewer()

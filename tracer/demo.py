@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
-from tracer import export_chrome
-from tracer.recorder import Recorder
-from tracer.summary import render_text, summarize
-from tracer.trace import Trace, load
+from tracer.analyze.summary import render_text, summarize
+from tracer.export import chrome as export_chrome
+from tracer.file.trace import Trace, load
+from tracer.recording.recorder import Recorder
 
 
 def find_viewer() -> Callable[[str], int] | None:

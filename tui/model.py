@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from tracer.trace import Trace
+from tracer.file.trace import Trace
 
 KIND_COLOURS = {
     "step": "bold white",

@@ -1,7 +1,7 @@
 """Writes tests/data/sample.tsdb: a small trace with every kind of lane, fixed times.
 
 The TUI's snapshot tests need a trace whose structure *and* times never change,
-so this script writes the store directly (``tracer.store.StoreWriter``) instead
+so this script writes the store directly (``tracer.file.store.StoreWriter``) instead
 of recording a run: a main process whose DataParallel replicas run on two
 threads (sim:0, sim:1), two DataLoader workers prefetching, two SyncBatchNorm
 ranks (rank 1 waits in the all-gather), ``import`` spans and a module snapshot.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracer.store import Batch, StoreWriter
+from tracer.file.store import Batch, StoreWriter
 
 OUT = Path(__file__).with_name("sample.tsdb")
 US = 1_000  # ns per microsecond: all times below are in microseconds

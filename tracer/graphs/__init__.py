@@ -22,10 +22,10 @@ from importlib import import_module
 import networkx as nx
 import numpy as np
 
+from tracer.file.trace import Trace
 from tracer.graphs.render import Rendered, draw
 from tracer.graphs.select import select as select_rows
 from tracer.graphs.select import subtree_mask
-from tracer.trace import Trace
 
 KINDS = ("calls", "modules", "dataparallel", "syncbn", "optim", "imports")
 DEFAULT_TOP = 40

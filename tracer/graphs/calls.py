@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from tracer import aggregate
+from tracer.analyze import aggregate
+from tracer.file.trace import Trace
 from tracer.graphs.prune import keep_top, note_left_out
 from tracer.graphs.render import TIMES, fmt_ns, kind_color, label, short
-from tracer.trace import Trace
 
 CLUSTER_BY = ("thread", "device", "process", "none")
 

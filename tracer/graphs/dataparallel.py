@@ -19,10 +19,10 @@ from collections import Counter
 import networkx as nx
 import numpy as np
 
+from tracer.file.trace import Trace
 from tracer.graphs.prune import keep_top, note_left_out
 from tracer.graphs.render import ALERT, TIMES, fmt_bytes, fmt_ns, kind_color, label, short, wrap
 from tracer.graphs.select import subtree_mask
-from tracer.trace import Trace
 
 DP_KINDS = (
     "dp.scatter",

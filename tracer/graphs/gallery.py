@@ -22,9 +22,9 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
+from tracer.file.trace import Trace, load
 from tracer.graphs import build, draw, synth
-from tracer.recorder import Recorder
-from tracer.trace import Trace, load
+from tracer.recording.recorder import Recorder
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "graphs")
 
@@ -74,7 +74,7 @@ def record_syncbn(path: str, world_size: int = 2, steps: int = 2) -> str:
 
 def record_imports(path: str) -> str:
     """``import torch`` in a fresh interpreter; the synthesized one if that fails."""
-    from tracer.imports import run_imports
+    from tracer.recording.imports import run_imports
 
     with contextlib.redirect_stdout(io.StringIO()):
         code = run_imports("torch", path)

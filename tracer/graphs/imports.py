@@ -16,9 +16,9 @@ import zlib
 import networkx as nx
 import numpy as np
 
+from tracer.file.trace import Trace
 from tracer.graphs import calls
 from tracer.graphs.render import fmt_ns, label, short
-from tracer.trace import Trace
 
 _PALETTE = ("#cfe2ff", "#d4edda", "#fff3cd", "#f8d7da", "#e2d9f3", "#d1ecf1", "#f3e5d8")
 

@@ -17,9 +17,9 @@ from collections import Counter, defaultdict
 import networkx as nx
 import numpy as np
 
+from tracer.file.trace import Trace
 from tracer.graphs.prune import keep_top, note_left_out
 from tracer.graphs.render import ALERT, TIMES, fmt_ns, kind_color, label, short
-from tracer.trace import Trace
 
 HOOK_KINDS = ("hook.forward_pre", "hook.forward", "hook.backward_pre", "hook.backward")
 # torchscope's own hooks (lockstep's global turn-taking hooks) are machinery, not the model's

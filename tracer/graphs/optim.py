@@ -19,9 +19,9 @@ from collections import defaultdict
 import networkx as nx
 import numpy as np
 
+from tracer.file.trace import Trace
 from tracer.graphs.prune import keep_top, note_left_out
 from tracer.graphs.render import TIMES, fmt_ns, kind_color, label, short
-from tracer.trace import Trace
 
 _HYPER = ("lr", "momentum", "weight_decay", "betas", "eps", "alpha", "nesterov", "amsgrad")
 

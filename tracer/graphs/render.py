@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import graphviz
 import networkx as nx
 
-from tracer.errors import TraceError
+from tracer.file.errors import TraceError
 
 NODE_ATTRS = (
     *("label", "shape", "style", "fillcolor", "color", "fontcolor"),

@@ -12,8 +12,8 @@ import re
 import numpy as np
 from numba import njit
 
-from tracer.errors import TraceError
-from tracer.trace import ThreadInfo, Trace
+from tracer.file.errors import TraceError
+from tracer.file.trace import ThreadInfo, Trace
 
 
 def _spread_down(parent: np.ndarray, order: np.ndarray, mask: np.ndarray) -> np.ndarray:

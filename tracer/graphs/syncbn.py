@@ -18,9 +18,9 @@ import os
 import networkx as nx
 import numpy as np
 
+from tracer.file.trace import Trace
 from tracer.graphs.prune import keep_top, note_left_out
 from tracer.graphs.render import ALERT, fmt_bytes, fmt_ns, kind_color, label
-from tracer.trace import Trace
 
 DEFAULT_TOP = 12  # synchronisation points: one step of a small model
 _LAYER_KINDS = ("module.forward", "module.backward")

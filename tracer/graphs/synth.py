@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from reimpl import _trace
-from tracer.recorder import Recorder
+from tracer.recording.recorder import Recorder
 
 SIM_ERROR = (
     "Expected all tensors to be on the same device, but found at least two devices, "

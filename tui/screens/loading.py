@@ -11,7 +11,7 @@ from textual.widgets import ProgressBar, Static
 from textual.worker import get_current_worker
 
 import tracer
-from tracer.errors import TraceError
+from tracer.file.errors import TraceError
 from tui.messages import LoadFailed, LoadProgress, TraceLoaded
 from tui.model import TraceModel
 

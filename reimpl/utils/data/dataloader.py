@@ -20,7 +20,7 @@ from the fetchers and workers (``_utils``).
 
 Workers start with torch.multiprocessing's default method, ``fork`` on Linux,
 like torch. A recorder follows workers into their own lanes, forked ones and
-(through ``tracer.subprocesses``) ``spawn`` or ``forkserver`` ones alike.
+(through ``tracer.recording.subprocesses``) ``spawn`` or ``forkserver`` ones alike.
 
 Left out: DataPipes (wrappers, sharding, shared seeds), torch's profiler
 ``record_function`` around ``__next__`` (the trace spans take its place),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from tracer.errors import TraceError
+from tracer.file.errors import TraceError
 from tracer.graphs import render
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import tracer
 from reimpl import _trace
-from tracer.errors import TraceError
+from tracer.file.errors import TraceError
 from tracer.graphs import select
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tracer import export_jsonl
 from tracer.cli import main
+from tracer.export import jsonl as export_jsonl
 from tracer.graphs import synth
 
 

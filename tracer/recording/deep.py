@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 FUNC = "viztracer"
-_OWN_FRAMES = "tracer/_import_hook.py"  # the hook's own calls are not the program's
+_OWN_FRAMES = "tracer/recording/_import_hook.py"  # the hook's own calls are not the program's
 DEFAULT_DEPTH = 40
 DEFAULT_ENTRIES = 2_000_000
 

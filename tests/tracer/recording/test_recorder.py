@@ -177,7 +177,7 @@ def test_fork_child_writes_its_own_part(trace_path):
 
 
 def test_call_paths_merge_the_same_layer_across_steps(trace_path):
-    from tracer.summary import call_paths
+    from tracer.analyze.summary import call_paths
 
     with tracer.record(trace_path):
         for i in range(5):
@@ -247,7 +247,7 @@ def _backward_spans_in_child() -> bool:
 
 
 def test_spawned_child_gets_the_backward_spans_option(trace_path):
-    from tracer import subprocesses
+    from tracer.recording import subprocesses
 
     assert subprocesses.run_recorded(trace_path, False, _backward_spans_in_child) is False
     assert _trace.backward_spans is True and _trace.sink is None  # restored on stop

@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 
 import tracer
-from tracer import export_chrome
+from tracer.export import chrome as export_chrome
 from tracer.graphs import synth
 
 

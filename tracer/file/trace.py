@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from tracer import aggregate
-from tracer.errors import TraceError
-from tracer.store import STRING_DTYPE, THREAD_DTYPE, TIME_DTYPE, open_for_reading
+from tracer.analyze import aggregate
+from tracer.file.errors import TraceError
+from tracer.file.store import STRING_DTYPE, THREAD_DTYPE, TIME_DTYPE, open_for_reading
 
 _NO_THREADS = np.full(1 << 16, -1, dtype=np.int64)  # a part whose thread rows were lost
 

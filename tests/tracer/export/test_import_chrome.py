@@ -7,11 +7,11 @@ import json
 import pytest
 
 import tracer
-from tracer import export_chrome
 from tracer.cli import main
-from tracer.errors import TraceError
+from tracer.export import chrome as export_chrome
+from tracer.export.import_chrome import import_chrome
+from tracer.file.errors import TraceError
 from tracer.graphs import synth
-from tracer.import_chrome import import_chrome
 
 
 def _tree(t: tracer.Trace) -> list:

@@ -9,7 +9,7 @@ Flow arrows (``ph: s`` / ``ph: f``, bound to slices) join each DataParallel
 scatter to every replica and every replica to its gather, and the matching
 collectives of different ranks. A span whose parent is on another thread
 (a replica under ``parallel_apply``) carries ``ts_parent``, and that parent
-``ts_span``: keys viewers ignore and ``tracer.import_chrome`` reads back, so
+``ts_span``: keys viewers ignore and ``tracer.export.import_chrome`` reads back, so
 a round trip keeps the whole tree.
 """
 
@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from tracer.trace import Trace
+from tracer.file.trace import Trace
 
 
 def chrome_tids(trace: Trace) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tracer
-from tracer.imports import CHILD, HOOK_PATH, render_imports, run_imports
+from tracer.recording.imports import CHILD, HOOK_PATH, render_imports, run_imports
 
 BUSY = "x = 0\nfor i in range({n}):\n    x += i\n"
 

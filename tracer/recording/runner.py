@@ -15,10 +15,10 @@ import sys
 import traceback
 from types import FrameType
 
-from tracer import numba_events
-from tracer._import_hook import ImportHook
-from tracer.deep import DEFAULT_DEPTH, start_viztracer, viztracer_records
-from tracer.recorder import Recorder
+from tracer.recording import numba_events
+from tracer.recording._import_hook import ImportHook
+from tracer.recording.deep import DEFAULT_DEPTH, start_viztracer, viztracer_records
+from tracer.recording.recorder import Recorder
 
 
 def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:

@@ -1,6 +1,6 @@
 """Following spawned processes: a spawned child records into the same trace.
 
-A forked child inherits the recorder (``tracer.recorder``'s fork handlers give
+A forked child inherits the recorder (``tracer.recording.recorder``'s fork handlers give
 it its own part). A *spawned* one (``torch.multiprocessing.spawn``, a
 DataLoader with ``multiprocessing_context="spawn"``) starts a fresh
 interpreter that knows nothing of it. While a recorder is active,
@@ -27,7 +27,7 @@ def run_recorded(
     path: str, backward_spans: bool, target: Callable, *args: Any, **kwargs: Any
 ) -> Any:
     """Runs in the spawned child: the real target, recorded into ``path``."""
-    from tracer.recorder import Recorder
+    from tracer.recording.recorder import Recorder
 
     recorder = Recorder(
         path,

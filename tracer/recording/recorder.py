@@ -6,7 +6,7 @@ writer thread takes what has accumulated at least once a second, turns it
 into numpy columns and writes one block per flush. Nesting is not tracked
 here at all: ids are handed out in start order and records arrive in close
 order, which is enough for the reader to rebuild every thread's call tree
-exactly (``tracer.aggregate.parents``), so the hot path stays a tuple append.
+exactly (``tracer.analyze.aggregate.parents``), so the hot path stays a tuple append.
 
 Fork safety: a forked child (a DataLoader worker) must not inherit a
 half-written buffer, the parent's SQLite connection or a dead writer thread.
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from reimpl import _trace
-from tracer import subprocesses
-from tracer.store import Batch, StoreWriter
+from tracer.file.store import Batch, StoreWriter
+from tracer.recording import subprocesses
 
 DEFAULT_FLUSH_INTERVAL = 1.0
 
@@ -270,7 +270,7 @@ class Recorder:
 
     def merge_records(self, records: list[tuple]) -> None:
         """Merges records made elsewhere (viztracer's calls) into the unflushed stream."""
-        from tracer.deep import merge
+        from tracer.recording.deep import merge
 
         with self._lock:
             self._buf[:] = merge(self._buf[:], records)  # same list: append stays bound

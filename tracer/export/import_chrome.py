@@ -1,13 +1,13 @@
 """Chrome trace JSON -> a torchscope trace file, so any profile opens in the TUI.
 
 Reads what viztracer and ``torch.profiler`` write (and what
-``tracer.export_chrome`` writes): the object form ``{"traceEvents": [...]}``
+``tracer.export.chrome`` writes): the object form ``{"traceEvents": [...]}``
 or the bare array form (even cut short, as the format allows), complete
 events (``X``), begin/end pairs (``B``/``E``), instants (``i``/``I``) and
 metadata (``M``: process and thread names). Counters, flows and async events
 are counted and skipped.
 
-The trace is written through ``tracer.store.StoreWriter`` in the recorder's
+The trace is written through ``tracer.file.store.StoreWriter`` in the recorder's
 own form: one part per process, records with ids in start order and in
 close order per thread, so the reader rebuilds nesting exactly as for a
 live recording. Nesting comes from time containment per thread (a span
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from tracer.errors import TraceError
-from tracer.store import Batch, StoreWriter
+from tracer.file.errors import TraceError
+from tracer.file.store import Batch, StoreWriter
 
 _PROCESS_LABEL = re.compile(r"^(?P<role>.+?)(?: (?P<index>\d+))? \(pid \d+\)$")
 _THREAD_LABEL = re.compile(r"^(?P<name>.*) \[(?P<device>[^\[\]]+)\]$")

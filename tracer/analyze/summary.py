@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from tracer import aggregate
-from tracer.trace import Trace
+from tracer.analyze import aggregate
+from tracer.file.trace import Trace
 
 
 def _group_totals(trace: Trace, key: np.ndarray) -> list[dict[str, Any]]:

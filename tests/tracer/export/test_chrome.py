@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import tracer
 from reimpl import _trace
-from tracer import export_chrome
+from tracer.export import chrome as export_chrome
 
 
 def _record(path: str) -> None:

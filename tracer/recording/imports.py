@@ -1,6 +1,6 @@
 """``torchscope imports``: what ``import torch`` (or any module) does, as a call tree.
 
-A fresh interpreter installs ``tracer/_import_hook.py`` before anything else,
+A fresh interpreter installs ``tracer/recording/_import_hook.py`` before anything else,
 imports the module, and only then imports torchscope to write the trace, so
 the recorded set of modules is the set ``python -X importtime`` reports. After
 the import it describes what each extension module set up (classes,
@@ -16,8 +16,8 @@ import sys
 import types
 from typing import Any
 
-from tracer.deep import DEFAULT_DEPTH, merge, viztracer_records
-from tracer.recorder import Recorder
+from tracer.recording.deep import DEFAULT_DEPTH, merge, viztracer_records
+from tracer.recording.recorder import Recorder
 
 HOOK_PATH = os.path.join(os.path.dirname(__file__), "_import_hook.py")
 
@@ -45,7 +45,7 @@ finally:
     hook.uninstall()
     if viz is not None:
         viz.stop()
-from tracer.imports import finish_child
+from tracer.recording.imports import finish_child
 sys.exit(finish_child(output, sink.records, target, error, viz))
 """
 
@@ -141,7 +141,7 @@ def render_imports(path: str, top: int = 15) -> str:
     """The terminal report: totals, slowest modules, extension modules, failures."""
     import numpy as np
 
-    from tracer.trace import load
+    from tracer.file.trace import load
 
     trace = load(path)
     kind = trace.code("import")

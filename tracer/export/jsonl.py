@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from tracer.trace import Trace
+from tracer.file.trace import Trace
 
 
 def rows(trace: Trace) -> Iterator[dict[str, Any]]:

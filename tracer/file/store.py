@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracer.errors import TraceError
+from tracer.file.errors import TraceError
 
 SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"

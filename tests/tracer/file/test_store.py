@@ -12,13 +12,13 @@ import pytest
 
 import tracer
 from reimpl import _trace
-from tracer.errors import TraceError
+from tracer.file.errors import TraceError
 
 KILLED_CHILD = textwrap.dedent(
     """
     import sys
     from reimpl import _trace
-    from tracer.recorder import Recorder
+    from tracer.recording.recorder import Recorder
 
     rec = Recorder(sys.argv[1], flush_interval=3600).start()  # only explicit flushes
     for i in range(5000):

@@ -1,0 +1,1 @@
+"""Analyses of a loaded trace: numba aggregation kernels and the summary."""

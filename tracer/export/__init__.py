@@ -1,0 +1,1 @@
+"""Other formats: Chrome/Perfetto JSON and JSON lines out, Chrome JSON in."""

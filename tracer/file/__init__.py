@@ -1,0 +1,1 @@
+"""The trace file: its format (store), loading and validating it (trace), its errors."""

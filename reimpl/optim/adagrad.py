@@ -7,8 +7,11 @@ gradients, so often-updated coordinates slow down. Its state is created in
 default, including sparse gradients), ``_multi_tensor_adagrad`` over foreach
 ops, and torch's own fused kernel (``_fused_adagrad``, called as torch does).
 
-Left out: ``differentiable`` (raises), AMP ``grad_scale``/``found_inf``,
-TorchScript and ``torch.compile``.
+``differentiable=True`` takes the single-tensor path with torch's one change
+(``sqrt() + eps`` out of place, so autograd keeps the root it needs); foreach
+and fused refuse it with torch's errors.
+
+Left out: AMP ``grad_scale``/``found_inf``, TorchScript and ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def _single_tensor_adagrad(
     has_sparse_grad: bool,
     maximize: bool,
     has_complex: bool,
+    differentiable: bool = False,
     trace: _GroupTrace | None = None,
 ) -> None:
     """One parameter at a time: sum += g*g; p -= clr * g / (sqrt(sum) + eps)."""
@@ -96,7 +100,8 @@ def _single_tensor_adagrad(
                 state_sum = torch.view_as_real(state_sum)
                 param = torch.view_as_real(param)
             state_sum.addcmul_(grad, grad, value=1)
-            std = state_sum.sqrt().add_(eps)
+            # sqrt's backward needs its output: differentiable adds eps out of place
+            std = state_sum.sqrt() + eps if differentiable else state_sum.sqrt().add_(eps)
             param.addcdiv_(grad, std, value=-clr)
         if trace is not None:
             trace.end(i, mark, params[i], "single", _SINGLE)
@@ -116,9 +121,12 @@ def _multi_tensor_adagrad(
     has_sparse_grad: bool,
     maximize: bool,
     has_complex: bool,
+    differentiable: bool = False,
     trace: _GroupTrace | None = None,
 ) -> None:
     """The same rule with foreach kernels; sparse buckets fall back to the loop."""
+    if differentiable:
+        raise AssertionError("_foreach ops don't support autograd")
     if len(params) == 0:
         return
     lr = _to_scalar(lr)
@@ -142,6 +150,7 @@ def _multi_tensor_adagrad(
                 has_sparse_grad=True,
                 maximize=maximize,
                 has_complex=has_complex,
+                differentiable=differentiable,
             )
             continue
         if trace is not None:
@@ -189,6 +198,7 @@ def _fused_adagrad(
     has_sparse_grad: bool,
     maximize: bool,
     has_complex: bool,
+    differentiable: bool = False,
     trace: _GroupTrace | None = None,
 ) -> None:
     """torch's fused kernel, one call per device/dtype bucket."""
@@ -196,6 +206,8 @@ def _fused_adagrad(
         return
     if has_sparse_grad or has_complex:
         raise RuntimeError("`fused` does not support sparse grad or complex param")
+    if differentiable:
+        raise RuntimeError("adagrad with fused=True does not support differentiable=True")
     grouped = _group_tensors_by_device_and_dtype([params, grads, state_sums, state_steps])
     for (
         device_params,
@@ -267,6 +279,7 @@ def adagrad(
         eps=eps,
         has_sparse_grad=has_sparse_grad,
         maximize=maximize,
+        differentiable=differentiable,
         has_complex=has_complex,
         trace=trace,
     )
@@ -304,8 +317,6 @@ class Adagrad(Optimizer):
             )
         if not eps >= 0.0:
             raise ValueError(f"Invalid epsilon value: {eps}")
-        if differentiable:
-            raise NotImplementedError("reimpl leaves out Adagrad's differentiable path")
         defaults = {
             "lr": lr,
             "lr_decay": lr_decay,
@@ -319,6 +330,8 @@ class Adagrad(Optimizer):
         }
         super().__init__(params, defaults)
         if fused:
+            if differentiable:
+                raise RuntimeError("`fused` does not support `differentiable`")
             if foreach:
                 raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
             self._need_device_dtype_check_for_fused = True

@@ -3,9 +3,10 @@
 Three update paths chosen like torch: the for-loop ``_single_tensor_adam``
 (torch's default on CPU), ``_multi_tensor_adam`` over ``torch._foreach_*``
 ops, and ``_fused_adam``. Where torch's fused path calls its C++ kernel
-(``torch._fused_adam_``), ours runs ``_adam_fused_kernel``: the same element
-loop written in plain Python over flat numpy views of the tensors, compiled
-by numba (``NUMBA_DISABLE_JIT=1`` runs the very same code as Python). Like
+(``torch._fused_adam_``), ours runs ``_adam_fused_kernel`` (its own file,
+``_adam_fused_kernel.py``): the same element loop written in plain Python
+over flat numpy views of the tensors, compiled by numba
+(``NUMBA_DISABLE_JIT=1`` runs the very same code as Python). Like
 torch's kernel it does all of one element's update in one pass over memory
 instead of one pass per tensor op, and rounds scalars to the tensor's dtype.
 Tensors of 64k elements or more use the ``prange`` variant (threads, like
@@ -15,15 +16,22 @@ Python and dispatch), so the path pays off on large tensors; see
 contiguous copy (torch 2.13's fused CPU kernel walks raw memory instead, and
 mispairs a transposed param with its contiguous grad).
 
-Left out: ``capturable`` (CUDA-graph) and ``differentiable`` paths (they
-raise), tensor ``lr``/``betas`` for foreach, complex parameters in the fused
-path, AMP ``grad_scale``/``found_inf``, TorchScript and ``torch.compile``.
+``differentiable=True`` takes torch's single-tensor path (autograd records
+the update, so a meta-loss can be differentiated through ``step()`` with
+respect to the initial weights and to tensor ``lr``, ``betas`` and
+``weight_decay``); foreach and fused refuse it with torch's errors.
+``capturable`` runs torch's capturable branches (bias corrections as tensor
+math on the step tensors); like torch, it needs params on a graph-capturing
+device (CUDA, XPU...), so on a CPU it raises torch's AssertionError.
+
+Left out: AMP ``grad_scale``/``found_inf``, float16/bfloat16 params in the
+fused path (the numba kernel has no half types), TorchScript and
+``torch.compile``.
 """
 
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +42,17 @@ from torch import Tensor
 from reimpl import _trace
 from reimpl._trace import mirrors
 
+# the kernel's names stay reachable here, next to the _fused_adam that runs them
+from ._adam_fused_kernel import (  # noqa: F401
+    _adam_fused_kernel,
+    _adam_fused_kernel_py,
+    _compiled_kernels,
+    _flat,
+)
 from .optimizer import (
     Optimizer,
     ParamsT,
+    _check_capturable_devices,
     _default_to_fused_or_foreach,
     _device_dtype_check_for_fused,
     _get_scalar_dtype,
@@ -56,26 +72,6 @@ _FUSED = "reimpl.optim.adam._fused_adam"
 _STEP = "reimpl.optim.adam.Adam.step"  # AdamW runs this step too
 
 
-@mirrors("torch.optim.optimizer._get_capturable_supported_devices")
-def _get_capturable_supported_devices() -> list[str]:
-    """Devices whose streams CUDA-graph-style capture works on (never the CPU)."""
-    return ["cuda", "xpu", "hpu", torch._C._get_privateuse1_backend_name(), "xla"]
-
-
-def _check_left_out(params: list[Tensor], capturable: bool, differentiable: bool) -> None:
-    """Refuses the paths reimpl leaves out, with torch's error where torch has one."""
-    if capturable:
-        devices = _get_capturable_supported_devices()
-        if not all(p.device.type in devices for p in params):
-            raise AssertionError(
-                "If capturable=True, params and state_steps must be on supported "
-                f"devices: {devices}."
-            )
-        raise NotImplementedError("reimpl leaves out Adam's capturable (graph capture) path")
-    if differentiable:
-        raise NotImplementedError("reimpl leaves out Adam's differentiable path")
-
-
 @mirrors("torch.optim.adam._single_tensor_adam")
 def _single_tensor_adam(
     params: list[Tensor],
@@ -87,17 +83,28 @@ def _single_tensor_adam(
     *,
     amsgrad: bool,
     has_complex: bool,
-    beta1: float,
-    beta2: float,
-    lr: float,
-    weight_decay: float,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    lr: float | Tensor,
+    weight_decay: float | Tensor,
     eps: float,
     maximize: bool,
     decoupled_weight_decay: bool,
+    capturable: bool = False,
+    differentiable: bool = False,
     trace: _GroupTrace | None = None,
 ) -> None:
-    """One parameter at a time, one tensor op per line of the Adam rule."""
+    """One parameter at a time, one tensor op per line of the Adam rule.
+
+    ``differentiable`` (and ``capturable``) keep the step count a tensor so the
+    bias corrections stay in the graph, and clone what an in-place op would
+    otherwise overwrite while autograd still needs it.
+    """
     lr = _to_scalar(lr)
+    beta1 = _to_scalar(beta1)
+    beta2 = _to_scalar(beta2)
+    # a tensor beta1 is copied once per (device, dtype) it meets, not once per param
+    beta1_dict = {(beta1.device, beta1.dtype): beta1} if isinstance(beta1, Tensor) else None
     for i, param in enumerate(params):
         if trace is not None:
             mark = trace.begin()
@@ -105,10 +112,16 @@ def _single_tensor_adam(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         step_t = state_steps[i]
+        if capturable:
+            _check_capturable_devices([param], [step_t])
         step_t += 1
         if weight_decay != 0:
             if decoupled_weight_decay:  # AdamW: shrink the weights, leave the grad alone
                 param.mul_(1 - lr * weight_decay)
+            elif differentiable and isinstance(weight_decay, Tensor) and weight_decay.requires_grad:
+                # torch accumulates into the grad in place here; the clone keeps the
+                # param's current value for the backward of this product
+                grad = grad.addcmul_(param.clone(), weight_decay)
             else:  # Adam: L2 penalty folded into the gradient
                 grad = grad.add(param, alpha=weight_decay)
         if torch.is_complex(param):
@@ -118,25 +131,121 @@ def _single_tensor_adam(
             if amsgrad:
                 max_exp_avg_sqs[i] = torch.view_as_real(max_exp_avg_sqs[i])
             param = torch.view_as_real(param)
+        device_beta1: float | Tensor = beta1
+        if beta1_dict is not None:
+            key = (param.device, param.dtype)
+            if key not in beta1_dict:
+                beta1_dict[key] = beta1.to(  # type: ignore[union-attr]
+                    device=param.device, dtype=param.dtype, non_blocking=True
+                )
+            device_beta1 = beta1_dict[key]
         # first and second moments: running means of g and g*g
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        # the step count is a CPU tensor; its Python value is cheaper than tensor math
-        step = _get_value(step_t)
-        bias_correction1 = 1 - beta1**step
-        bias_correction2 = 1 - beta2**step
-        step_size = lr / bias_correction1
-        bias_correction2_sqrt = bias_correction2**0.5
-        if amsgrad:
-            torch.maximum(max_exp_avg_sqs[i], exp_avg_sq, out=max_exp_avg_sqs[i])
-            denom = (max_exp_avg_sqs[i].sqrt() / bias_correction2_sqrt).add_(eps)
+        exp_avg.lerp_(grad, 1 - device_beta1)
+        if differentiable and isinstance(beta2, Tensor) and beta2.requires_grad:
+            # addcmul's value cannot be a tensor: the same update written as a lerp
+            exp_avg_sq.lerp_(torch.square(grad), weight=1 - beta2)
         else:
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-        param.addcdiv_(exp_avg, denom, value=-step_size)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        if capturable or differentiable:
+            _tensor_step_update(
+                i, param, exp_avg, exp_avg_sq, max_exp_avg_sqs, step_t,
+                amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, eps=eps,
+                differentiable=differentiable,
+            )  # fmt: skip
+        else:
+            # the step count is a CPU tensor; its Python value is cheaper than tensor math
+            step = _get_value(step_t)
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            step_size = lr / bias_correction1
+            bias_correction2_sqrt = bias_correction2**0.5
+            if amsgrad:
+                torch.maximum(max_exp_avg_sqs[i], exp_avg_sq, out=max_exp_avg_sqs[i])
+                denom = (max_exp_avg_sqs[i].sqrt() / bias_correction2_sqrt).add_(eps)
+            else:
+                denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            param.addcdiv_(exp_avg, denom, value=-step_size)
         if amsgrad and torch.is_complex(params[i]):
             max_exp_avg_sqs[i] = torch.view_as_complex(max_exp_avg_sqs[i])
         if trace is not None:
             trace.end(i, mark, params[i], "single", _SINGLE)
+
+
+def _tensor_step_update(
+    i: int,
+    param: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    max_exp_avg_sqs: list[Tensor],
+    step: Tensor,
+    *,
+    amsgrad: bool,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    lr: float | Tensor,
+    eps: float,
+    differentiable: bool,
+) -> None:
+    """The end of torch's ``capturable or differentiable`` branch: the bias
+    corrections as tensor math on the step tensor (no ``.item()``: no host sync
+    under graph capture, and autograd sees the dependence on lr and the betas)."""
+    if differentiable and isinstance(beta1, Tensor) and beta1.requires_grad:
+        bias_correction1 = 1 - beta1 ** step.clone()  # the step is bumped in place later
+    else:
+        bias_correction1 = 1 - beta1**step
+    if differentiable and isinstance(beta2, Tensor) and beta2.requires_grad:
+        bias_correction2 = 1 - beta2 ** step.clone()
+    else:
+        bias_correction2 = 1 - beta2**step
+    step_size = lr / bias_correction1
+    step_size_neg = step_size.neg()
+    bias_correction2_sqrt = bias_correction2.sqrt()
+    if amsgrad:
+        # the clone keeps the old maximum alive for autograd before copy_ overwrites it
+        max_exp_avg_sq = max_exp_avg_sqs[i].clone() if differentiable else max_exp_avg_sqs[i]
+        max_exp_avg_sqs[i].copy_(torch.maximum(max_exp_avg_sq, exp_avg_sq))
+        # the 1-element step size folded into the denominator: addcdiv_'s value
+        # must be a number, and this saves a pass over the param-sized tensors
+        denom = (max_exp_avg_sqs[i].sqrt() / (bias_correction2_sqrt * step_size_neg)).add_(
+            eps / step_size_neg
+        )
+    else:
+        denom = (exp_avg_sq.sqrt() / (bias_correction2_sqrt * step_size_neg)).add_(
+            eps / step_size_neg
+        )
+    param.addcdiv_(exp_avg.clone() if differentiable else exp_avg, denom)
+
+
+def _check_foreach_arguments(
+    params: list[Tensor],
+    state_steps: list[Tensor],
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    capturable: bool,
+    differentiable: bool,
+) -> None:
+    """What the foreach path refuses, in torch's order and words: tensor
+    hyper-parameters unless capturable, and autograd (foreach ops have none)."""
+    if isinstance(lr, Tensor):
+        if not capturable:
+            raise RuntimeError(
+                "lr as a Tensor is not supported for capturable=False and foreach=True"
+            )
+        if lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+    for name, beta in (("beta1", beta1), ("beta2", beta2)):
+        if isinstance(beta, Tensor):
+            if not capturable:
+                raise ValueError(
+                    f"{name} as a Tensor is not supported for capturable=False and foreach=True"
+                )
+            if beta.numel() != 1:
+                raise ValueError(f"Tensor {name} must be 1-element")
+    if capturable:
+        _check_capturable_devices(params, state_steps, supports_xla=False)
+    if differentiable:
+        raise AssertionError("_foreach ops don't support autograd")
 
 
 @mirrors("torch.optim.adam._multi_tensor_adam")
@@ -150,23 +259,30 @@ def _multi_tensor_adam(
     *,
     amsgrad: bool,
     has_complex: bool,
-    beta1: float,
-    beta2: float,
-    lr: float,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    lr: float | Tensor,
     weight_decay: float,
     eps: float,
     maximize: bool,
     decoupled_weight_decay: bool,
+    capturable: bool = False,
+    differentiable: bool = False,
     trace: _GroupTrace | None = None,
 ) -> None:
     """The same rule, each line one foreach kernel over a device/dtype bucket."""
     if len(params) == 0:
         return
-    if isinstance(lr, Tensor):
-        raise RuntimeError("lr as a Tensor is not supported for capturable=False and foreach=True")
+    _check_foreach_arguments(params, state_steps, lr, beta1, beta2, capturable, differentiable)
     lr = _to_scalar(lr)
+    beta1 = _to_scalar(beta1)
+    beta2 = _to_scalar(beta2)
     grouped = _group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps]
+    )
+    # a tensor beta1 off the CPU is copied once to each device it meets
+    beta1_dict = (
+        {beta1.device: beta1} if isinstance(beta1, Tensor) and str(beta1.device) != "cpu" else None
     )
     for (
         device_params,
@@ -179,6 +295,10 @@ def _multi_tensor_adam(
         if trace is not None:
             marks = trace.begin_all(len(indices))
             traced_params = list(device_params)  # before complex views replace them
+        device = device_params[0].device
+        if beta1_dict is not None and device not in beta1_dict:
+            beta1_dict[device] = beta1.to(device=device, non_blocking=True)  # type: ignore[union-attr]
+        device_beta1 = beta1_dict[device] if beta1_dict else beta1
         if has_complex:
             if amsgrad:
                 _view_as_real(
@@ -204,111 +324,90 @@ def _multi_tensor_adam(
                 torch._foreach_add_(device_grads, device_params, alpha=weight_decay)
             else:
                 device_grads = torch._foreach_add(device_grads, device_params, alpha=weight_decay)
-        torch._foreach_lerp_(device_exp_avgs, device_grads, 1 - beta1)
+        torch._foreach_lerp_(device_exp_avgs, device_grads, 1 - device_beta1)
         torch._foreach_mul_(device_exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(device_exp_avg_sqs, device_grads, device_grads, 1 - beta2)
-        del device_grads  # free the intermediate before allocating the sqrt below
-        bias_correction1 = [1 - beta1 ** _get_value(step) for step in device_state_steps]
-        bias_correction2 = [1 - beta2 ** _get_value(step) for step in device_state_steps]
-        step_size = [(lr / bc) * -1 for bc in bias_correction1]
-        bias_correction2_sqrt = [bc**0.5 for bc in bias_correction2]
-        if amsgrad:
-            torch._foreach_maximum_(device_max_exp_avg_sqs, device_exp_avg_sqs)
-            exp_avg_sq_sqrt = torch._foreach_sqrt(device_max_exp_avg_sqs)
+        # _foreach_addcmul_ takes only a Python number as value: scale a tensor beta2 first
+        if isinstance(beta2, Tensor):
+            scaled_device_grads = torch._foreach_mul(device_grads, 1 - beta2)
+            value = 1.0
         else:
-            exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)
-        torch._foreach_div_(exp_avg_sq_sqrt, bias_correction2_sqrt)
-        torch._foreach_add_(exp_avg_sq_sqrt, eps)
-        torch._foreach_addcdiv_(device_params, device_exp_avgs, exp_avg_sq_sqrt, step_size)
+            scaled_device_grads = device_grads
+            value = 1 - beta2
+        torch._foreach_addcmul_(device_exp_avg_sqs, scaled_device_grads, device_grads, value)
+        del device_grads, scaled_device_grads  # free them before allocating the sqrt below
+        if capturable:
+            _foreach_capturable_update(
+                device_params, device_exp_avgs, device_exp_avg_sqs, device_max_exp_avg_sqs,
+                device_state_steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, eps=eps,
+            )  # fmt: skip
+        else:
+            bias_correction1 = [1 - beta1 ** _get_value(step) for step in device_state_steps]
+            bias_correction2 = [1 - beta2 ** _get_value(step) for step in device_state_steps]
+            step_size = [(lr / bc) * -1 for bc in bias_correction1]
+            bias_correction2_sqrt = [bc**0.5 for bc in bias_correction2]
+            exp_avg_sq_sqrt = _foreach_denominator(
+                device_exp_avg_sqs, device_max_exp_avg_sqs, bias_correction2_sqrt, eps, amsgrad
+            )
+            torch._foreach_addcdiv_(device_params, device_exp_avgs, exp_avg_sq_sqrt, step_size)
         if trace is not None:
             trace.end_all(indices, marks, traced_params, "foreach", _MULTI)
 
 
-# The reference loop below walks the elements with ``prange``: plain ``range`` when
-# it runs as Python, numba's parallel range (elements split over threads, as
-# torch's fused kernel splits them with ``parallel_for``) once compiled.
-prange = range
-
-
-def _adam_fused_kernel_py(
-    param: np.ndarray,
-    grad: np.ndarray,
-    exp_avg: np.ndarray,
-    exp_avg_sq: np.ndarray,
-    max_exp_avg_sq: np.ndarray,
-    step_size: Any,
+def _foreach_denominator(
+    device_exp_avg_sqs: list[Tensor],
+    device_max_exp_avg_sqs: list[Tensor],
     bias_correction2_sqrt: Any,
-    lerp_weight: Any,
-    one_minus_weight: Any,
-    beta2: Any,
-    beta2_coef: Any,
-    eps: Any,
-    weight_decay: Any,
-    decay_factor: Any,
-    maximize: bool,
+    eps: float,
     amsgrad: bool,
-    decoupled: bool,
+) -> list[Tensor]:
+    """``sqrt(v) / sqrt(1 - beta2**t) + eps`` per tensor; under amsgrad ``v`` is
+    the running maximum of the second moment (updated here)."""
+    if amsgrad:
+        torch._foreach_maximum_(device_max_exp_avg_sqs, device_exp_avg_sqs)
+        exp_avg_sq_sqrt = torch._foreach_sqrt(device_max_exp_avg_sqs)
+    else:
+        exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)
+    torch._foreach_div_(exp_avg_sq_sqrt, bias_correction2_sqrt)
+    torch._foreach_add_(exp_avg_sq_sqrt, eps)
+    return exp_avg_sq_sqrt
+
+
+def _foreach_capturable_update(
+    device_params: list[Tensor],
+    device_exp_avgs: list[Tensor],
+    device_exp_avg_sqs: list[Tensor],
+    device_max_exp_avg_sqs: list[Tensor],
+    device_state_steps: list[Tensor],
+    *,
+    amsgrad: bool,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    lr: float | Tensor,
+    eps: float,
 ) -> None:
-    """The reference Adam element loop: the whole rule per element, in one pass.
+    """torch's capturable tail of the foreach path: the bias corrections as
+    foreach ops on the step tensors, so nothing waits for the host."""
+    bias_correction1 = torch._foreach_pow(beta1, device_state_steps)  # type: ignore[arg-type]
+    bias_correction2 = torch._foreach_pow(beta2, device_state_steps)  # type: ignore[arg-type]
+    # foreach_sub takes no scalar first argument: compute beta**t - 1, negate later
+    torch._foreach_sub_(bias_correction1, 1)
+    torch._foreach_sub_(bias_correction2, 1)
+    torch._foreach_neg_(bias_correction2)
+    torch._foreach_div_(bias_correction1, lr)
+    torch._foreach_reciprocal_(bias_correction1)
+    torch._foreach_sqrt_(bias_correction2)
+    step_size = bias_correction1  # -lr / (1 - beta1**t)
+    bias_correction2_sqrt = bias_correction2  # sqrt(1 - beta2**t)
+    exp_avg_sq_sqrt = _foreach_denominator(
+        device_exp_avg_sqs, device_max_exp_avg_sqs, bias_correction2_sqrt, eps, amsgrad
+    )
+    torch._foreach_div_(exp_avg_sq_sqrt, step_size)
+    # exp_avg_sq_sqrt is now -(1 - beta1**t) * (sqrt(v / (1 - beta2**t)) + eps) / lr
+    torch._foreach_addcdiv_(device_params, device_exp_avgs, exp_avg_sq_sqrt)
 
-    Scalars arrive already rounded to the arrays' dtype (float32 math for
-    float32 params, as torch's fused CPU kernel does). The lerp takes the
-    branch torch's ``lerp`` takes for a weight below 0.5 (``1 - beta1``) or not.
-    """
-    small = abs(lerp_weight) < 0.5
-    for d in prange(param.shape[0]):
-        g = grad[d]
-        if maximize:
-            g = -g
-        p = param[d]
-        if weight_decay != 0:
-            if decoupled:
-                p = p * decay_factor
-            else:
-                g = g + p * weight_decay
-        m = exp_avg[d]
-        m = m + lerp_weight * (g - m) if small else g - (g - m) * one_minus_weight
-        exp_avg[d] = m
-        v = exp_avg_sq[d] * beta2
-        v = v + beta2_coef * g * g
-        exp_avg_sq[d] = v
-        if amsgrad:
-            v = max(max_exp_avg_sq[d], v)
-            max_exp_avg_sq[d] = v
-        denom = np.sqrt(v) / bias_correction2_sqrt + eps
-        param[d] = p - step_size * m / denom
-
-
-_compiled_kernels: dict[bool, Callable[..., None]] = {}
 
 # Below this many elements, waking numba's thread pool costs more than it saves.
 _PARALLEL_MIN_NUMEL = 1 << 16
-
-
-def _adam_fused_kernel(parallel: bool = False) -> Callable[..., None]:
-    """The numba-compiled kernel, built on first use so importing reimpl stays cheap.
-
-    ``parallel=True`` compiles the same code with ``prange`` split over threads.
-    """
-    kernel = _compiled_kernels.get(parallel)
-    if kernel is None:
-        import numba
-
-        ref = _adam_fused_kernel_py
-        if parallel:  # the same code object, seeing numba's prange where Python sees range
-            scope = {**globals(), "prange": numba.prange}
-            ref = types.FunctionType(ref.__code__, scope, "_adam_fused_kernel_parallel")
-            # numba names its on-disk cache after __qualname__: keep the variants apart
-            ref.__qualname__ = ref.__name__
-        # cache=True keeps the machine code on disk: later processes skip the compile
-        kernel = numba.njit(parallel=parallel, cache=True, nogil=True)(ref)
-        _compiled_kernels[parallel] = kernel
-    return kernel
-
-
-def _flat(t: Tensor) -> np.ndarray:
-    """A writable 1-D numpy view of a contiguous CPU tensor's memory."""
-    return t.detach().view(-1).numpy()
 
 
 @mirrors("torch.optim.adam._fused_adam")
@@ -329,11 +428,15 @@ def _fused_adam(
     eps: float,
     maximize: bool,
     decoupled_weight_decay: bool,
+    capturable: bool = False,
+    differentiable: bool = False,
     trace: _GroupTrace | None = None,
 ) -> None:
     """One numba pass per parameter (torch: one ``torch._fused_adam_`` per bucket)."""
     if not params:
         return
+    if differentiable:
+        raise RuntimeError("Adam with fused=True does not support differentiable=True")
     lr = float(_to_scalar(lr))
     torch._foreach_add_(state_steps, 1)
     for i, param in enumerate(params):
@@ -396,19 +499,19 @@ def adam(
     decoupled_weight_decay: bool = False,
     *,
     amsgrad: bool,
-    beta1: float,
-    beta2: float,
-    lr: float,
-    weight_decay: float,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    lr: float | Tensor,
+    weight_decay: float | Tensor,
     eps: float,
     maximize: bool,
     trace: _GroupTrace | None = None,
 ) -> None:
     """Functional Adam: picks the single-tensor, foreach or fused path like torch."""
-    _check_left_out(params, capturable, differentiable)
     if fused is None and foreach is None:
         _, foreach = _default_to_fused_or_foreach(params, differentiable, use_fused=False)
-        if foreach and isinstance(lr, Tensor):
+        # foreach takes a tensor lr only when capturable: keep the for-loop then
+        if foreach and isinstance(lr, Tensor) and not capturable:
             foreach = False
     if not all(isinstance(t, torch.Tensor) for t in state_steps):
         raise RuntimeError(
@@ -437,6 +540,8 @@ def adam(
         eps=eps,
         maximize=maximize,
         decoupled_weight_decay=decoupled_weight_decay,
+        capturable=capturable,
+        differentiable=differentiable,
         trace=trace,
     )
 
@@ -452,9 +557,9 @@ class Adam(Optimizer):
         self,
         params: ParamsT,
         lr: float | Tensor = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float | Tensor, float | Tensor] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0,
+        weight_decay: float | Tensor = 0,
         amsgrad: bool = False,
         *,
         foreach: bool | None = None,
@@ -586,6 +691,11 @@ class Adam(Optimizer):
             exp_avg_sqs.append(state["exp_avg_sq"])
             if group["amsgrad"]:
                 max_exp_avg_sqs.append(state["max_exp_avg_sq"])
+            if group["differentiable"] and state["step"].requires_grad:
+                raise RuntimeError(
+                    "`requires_grad` is not supported for `step` in differentiable mode"
+                )
+            # foreach without capturable takes no tensor lr
             if group["foreach"] and torch.is_tensor(group["lr"]) and not group["capturable"]:
                 raise RuntimeError(
                     "lr as a Tensor is not supported for capturable=False and foreach=True"
@@ -597,6 +707,7 @@ class Adam(Optimizer):
     @_use_grad_for_differentiable
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Performs one Adam step over every group; ``closure`` recomputes the loss."""
+        self._accelerator_graph_capture_health_check()
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -8,7 +8,7 @@ in exactly torch's format (so state dicts travel both ways) and their hooks.
 
 Left out: ``torch.compile``/dynamo support (graph breaks, ``_disable_dynamo``,
 ``_stack_if_compiling``), TorchScript branches, profiler ``record_function``
-labels, and the CUDA-graph ``capturable`` health check.
+labels.
 
 Tracing: the step wrapper records an ``optim.step`` span; each optimizer's
 ``step`` opens a ``_GroupTrace`` per param group (``optim.group``) whose
@@ -100,6 +100,29 @@ def _view_as_real(params: list, *state_and_grads: list) -> None:
             params[i] = torch.view_as_real(params[i])
             for s in state_and_grads:
                 s[i] = torch.view_as_real(s[i])
+
+
+@mirrors("torch.optim.optimizer._get_capturable_supported_devices")
+def _get_capturable_supported_devices(supports_xla: bool = True) -> list[str]:
+    """Devices whose streams CUDA-graph-style capture works on (never the CPU)."""
+    devices = ["cuda", "xpu", "hpu", torch._C._get_privateuse1_backend_name()]
+    if supports_xla:
+        devices.append("xla")
+    return devices
+
+
+def _check_capturable_devices(
+    params: list[torch.Tensor], state_steps: list[torch.Tensor], supports_xla: bool = True
+) -> None:
+    """Capturable steps need params and steps together on a graph-capturing device."""
+    devices = _get_capturable_supported_devices(supports_xla=supports_xla)
+    if not all(
+        p.device.type == step.device.type and p.device.type in devices
+        for p, step in zip(params, state_steps)
+    ):
+        raise AssertionError(
+            f"If capturable=True, params and state_steps must be on supported devices: {devices}."
+        )
 
 
 @mirrors("torch.optim.optimizer._default_to_fused_or_foreach")
@@ -390,6 +413,38 @@ class Optimizer:
                     format_string += f"    {key}: {group[key]}\n"
         format_string += ")"
         return format_string
+
+    @mirrors("torch.optim.optimizer.Optimizer._accelerator_graph_capture_health_check")
+    def _accelerator_graph_capture_health_check(self) -> None:
+        """Refuses graph capture of a non-capturable step; warns once when a
+        capturable optimizer steps outside a capture (it runs slower for nothing).
+
+        Only CUDA and XPU capture graphs, so on a CPU-only machine it does nothing.
+        """
+        accelerator = torch.accelerator.current_accelerator(check_available=True)
+        if not (accelerator and accelerator.type in {"cuda", "xpu"}):
+            return
+        capturing = torch.accelerator.current_stream().is_capturing()
+        all_capturable = all(group["capturable"] for group in self.param_groups)
+        if capturing and not all_capturable:
+            raise RuntimeError(
+                f"Attempting {accelerator.type.upper()} graph capture of step() for an "
+                f"instance of {self.__class__.__name__} but param_groups' capturable is False."
+            )
+        if (
+            not getattr(self, "_warned_capturable_if_run_uncaptured", False)
+            and all_capturable
+            and not capturing
+        ):
+            warnings.warn(
+                "This instance was constructed with capturable=True or some of all the "
+                "param_groups came with capturable=True, but step() is running without "
+                f"{accelerator.type.upper()} graph capture. If you never intend to graph-capture "
+                "this instance, capturable=True can impair performance, and you should set "
+                "capturable=False.",
+                stacklevel=2,
+            )
+            self._warned_capturable_if_run_uncaptured = True
 
     def _optimizer_step_code(self) -> None:
         """Empty function torch's profiler hooks after a step (kept for parity)."""

@@ -7,8 +7,13 @@ running mean of the gradient (an estimate of the variance), and
 for-loop ``_single_tensor_rmsprop`` (torch's CPU default) and
 ``_multi_tensor_rmsprop`` over foreach ops; torch has no fused RMSprop.
 
-Left out: ``capturable`` and ``differentiable`` (they raise), TorchScript
-and ``torch.compile`` branches.
+``differentiable=True`` takes the single-tensor path with torch's one change
+(``avg + eps`` out of place, so autograd keeps the root it needs); foreach
+refuses it with torch's error. ``capturable`` runs torch's capturable
+branches and, like torch, needs params on a graph-capturing device (CUDA,
+XPU...): on a CPU it raises torch's AssertionError.
+
+Left out: TorchScript and ``torch.compile`` branches.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from reimpl._trace import mirrors
 from .optimizer import (
     Optimizer,
     ParamsT,
+    _check_capturable_devices,
     _default_to_fused_or_foreach,
     _get_scalar_dtype,
     _group_tensors_by_device_and_dtype,
@@ -58,6 +64,8 @@ def _single_tensor_rmsprop(
     centered: bool,
     maximize: bool,
     has_complex: bool,
+    differentiable: bool = False,
+    capturable: bool = False,
     trace: _GroupTrace | None = None,
 ) -> None:
     """One parameter at a time, one tensor op per line of the rule."""
@@ -66,6 +74,8 @@ def _single_tensor_rmsprop(
         if trace is not None:
             mark = trace.begin()
         step = state_steps[i]
+        if capturable:
+            _check_capturable_devices([param], [step])
         grad = grads[i]
         grad = grad if not maximize else -grad
         square_avg = square_avgs[i]
@@ -87,7 +97,8 @@ def _single_tensor_rmsprop(
             avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
         else:
             avg = square_avg.sqrt()
-        avg = avg.add_(eps)
+        # sqrt's backward needs its output: differentiable adds eps out of place
+        avg = avg.add(eps) if differentiable else avg.add_(eps)
         if momentum > 0:
             buf = momentum_buffer_list[i]
             if is_complex_param:
@@ -117,11 +128,17 @@ def _multi_tensor_rmsprop(
     centered: bool,
     maximize: bool,
     has_complex: bool,
+    differentiable: bool = False,
+    capturable: bool = False,
     trace: _GroupTrace | None = None,
 ) -> None:
     """The same rule, each line one foreach kernel over a device/dtype bucket."""
     if len(params) == 0:
         return
+    if differentiable:
+        raise AssertionError("_foreach ops don't support autograd")
+    if capturable:
+        _check_capturable_devices(params, state_steps)
     lr = _to_scalar(lr)
     grouped = _group_tensors_by_device_and_dtype(
         [params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_steps]
@@ -169,10 +186,19 @@ def _multi_tensor_rmsprop(
         else:
             avg = torch._foreach_sqrt(grouped_square_avgs)
             torch._foreach_add_(avg, eps)
+        # a capturable tensor lr stays a tensor: alpha/value take only numbers
+        tensor_lr = capturable and isinstance(lr, Tensor)
         if momentum > 0:
             torch._foreach_mul_(grouped_momentum_buffer_list, momentum)
             torch._foreach_addcdiv_(grouped_momentum_buffer_list, grouped_grads, avg)
-            torch._foreach_add_(grouped_params, grouped_momentum_buffer_list, alpha=-lr)
+            if tensor_lr:
+                momentum_lr = torch._foreach_mul(grouped_momentum_buffer_list, -lr)
+                torch._foreach_add_(grouped_params, momentum_lr)
+            else:
+                torch._foreach_add_(grouped_params, grouped_momentum_buffer_list, alpha=-lr)
+        elif tensor_lr:
+            torch._foreach_div_(avg, -lr)
+            torch._foreach_addcdiv_(grouped_params, grouped_grads, avg)
         else:
             torch._foreach_addcdiv_(grouped_params, grouped_grads, avg, value=-lr)
         if trace is not None:
@@ -202,8 +228,6 @@ def rmsprop(
     trace: _GroupTrace | None = None,
 ) -> None:
     """Functional RMSprop: picks the single-tensor or foreach path like torch."""
-    if capturable:
-        raise NotImplementedError("reimpl leaves out RMSprop's capturable path")
     if not all(isinstance(t, torch.Tensor) for t in state_steps):
         raise RuntimeError(
             "API has changed, `state_steps` argument must contain a list of singleton tensors"
@@ -225,6 +249,8 @@ def rmsprop(
         momentum=momentum,
         centered=centered,
         maximize=maximize,
+        capturable=capturable,
+        differentiable=differentiable,
         has_complex=has_complex,
         trace=trace,
     )
@@ -260,8 +286,6 @@ class RMSprop(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if not alpha >= 0.0:
             raise ValueError(f"Invalid alpha value: {alpha}")
-        if differentiable:
-            raise NotImplementedError("reimpl leaves out RMSprop's differentiable path")
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -291,7 +315,11 @@ class RMSprop(Optimizer):
                 p_state = self.state.get(p, [])
                 if len(p_state) != 0 and not torch.is_tensor(p_state["step"]):
                     step_val = float(p_state["step"])
-                    p_state["step"] = torch.tensor(step_val, dtype=_get_scalar_dtype())
+                    p_state["step"] = (
+                        torch.tensor(step_val, dtype=_get_scalar_dtype(), device=p.device)
+                        if group["capturable"]
+                        else torch.tensor(step_val, dtype=_get_scalar_dtype())
+                    )
 
     @mirrors("torch.optim.rmsprop.RMSprop._init_group")
     def _init_group(
@@ -316,7 +344,12 @@ class RMSprop(Optimizer):
             grads.append(p.grad)
             state = self.state[p]
             if len(state) == 0:
-                state["step"] = torch.zeros((), dtype=_get_scalar_dtype())
+                # the step lives next to the param only when capturable (no host sync)
+                state["step"] = (
+                    torch.zeros((), dtype=_get_scalar_dtype(), device=p.device)
+                    if group["capturable"]
+                    else torch.zeros((), dtype=_get_scalar_dtype())
+                )
                 state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 if group["momentum"] > 0:
                     state["momentum_buffer"] = torch.zeros_like(
@@ -336,6 +369,7 @@ class RMSprop(Optimizer):
     @_use_grad_for_differentiable
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Performs one RMSprop step over every group; ``closure`` recomputes the loss."""
+        self._accelerator_graph_capture_health_check()
         loss = None
         if closure is not None:
             with torch.enable_grad():

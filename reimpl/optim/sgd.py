@@ -5,8 +5,13 @@ Three update paths chosen like torch: a for-loop over tensors
 ops (``_multi_tensor_sgd``), and torch's own fused kernel (``_fused_sgd``,
 called as torch calls it).
 
-Left out: tensor ``lr`` that requires grad, AMP ``grad_scale``/``found_inf``,
-TorchScript and ``torch.compile`` branches.
+``differentiable=True`` needs no path of its own: the for-loop is already
+written so autograd can follow it, and a tensor ``lr`` or ``weight_decay``
+that requires grad enters the update as a tensor (``addcmul_``) instead of a
+Python number, so hyper-gradients reach it, as in torch.
+
+Left out: AMP ``grad_scale``/``found_inf``, TorchScript and ``torch.compile``
+branches.
 """
 
 from __future__ import annotations
@@ -45,9 +50,9 @@ def _single_tensor_sgd(
     grads: list[Tensor],
     momentum_buffer_list: list[Tensor | None],
     *,
-    weight_decay: float,
+    weight_decay: float | Tensor,
     momentum: float,
-    lr: float,
+    lr: float | Tensor,
     dampening: float,
     nesterov: bool,
     maximize: bool,
@@ -61,7 +66,12 @@ def _single_tensor_sgd(
             mark = trace.begin()
         grad = grads[i] if not maximize else -grads[i]
         if weight_decay != 0:
-            grad = grad.add(param, alpha=weight_decay)
+            if isinstance(weight_decay, Tensor) and weight_decay.requires_grad:
+                # a tensor factor keeps the hyper-gradient (alpha= would take a number);
+                # the clone keeps this param value for the backward, as torch does
+                grad = grad.addcmul_(param.clone(), weight_decay)
+            else:
+                grad = grad.add(param, alpha=weight_decay)
         if momentum != 0:
             buf = momentum_buffer_list[i]
             if buf is None:
@@ -71,7 +81,10 @@ def _single_tensor_sgd(
             else:
                 buf.mul_(momentum).add_(grad, alpha=1 - dampening)
             grad = grad.add(buf, alpha=momentum) if nesterov else buf
-        param.add_(grad, alpha=-lr)
+        if isinstance(lr, Tensor) and lr.requires_grad:
+            param.addcmul_(grad, lr, value=-1)  # the lr stays in the graph
+        else:
+            param.add_(grad, alpha=-lr)
         if trace is not None:
             trace.end(i, mark, param, "single", _SINGLE)
 

@@ -19,14 +19,22 @@ TOL = {torch.float64: 1e-12, torch.float32: 1e-6}
 
 
 def twin_params(
-    dtype: torch.dtype = torch.float64, shapes: tuple = SHAPES, seed: int = 0
+    dtype: torch.dtype = torch.float64,
+    shapes: tuple = SHAPES,
+    seed: int = 0,
+    requires_grad: bool = True,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Leaf tensors with equal values for torch and for reimpl."""
+    """Leaf tensors with equal values for torch and for reimpl.
+
+    ``requires_grad=False`` suits ``differentiable=True`` optimizers, whose
+    step runs with autograd on: an in-place update of a leaf that requires
+    grad is an error there, in torch as in reimpl.
+    """
     g = torch.Generator().manual_seed(seed)
     weights = [torch.randn(s, generator=g, dtype=dtype) for s in shapes]
     return (
-        [w.clone().requires_grad_() for w in weights],
-        [w.clone().requires_grad_() for w in weights],
+        [w.clone().requires_grad_(requires_grad) for w in weights],
+        [w.clone().requires_grad_(requires_grad) for w in weights],
     )
 
 
@@ -84,13 +92,14 @@ def run_twins(
     dtype: torch.dtype = torch.float64,
     steps: int = 50,
     late: bool = True,
+    requires_grad: bool = True,
 ) -> tuple[Any, Any, list[torch.Tensor], list[torch.Tensor]]:
     """``torch.optim.<name>`` and ``reimpl.optim.<name>`` after ``steps`` equal steps.
 
     Asserts equal parameters and equal state dicts (torch's format) at the end.
     ``late=False`` gives every param a grad from the first step on.
     """
-    theirs_p, ours_p = twin_params(dtype)
+    theirs_p, ours_p = twin_params(dtype, requires_grad=requires_grad)
     theirs = getattr(torch.optim, name)(two_groups(theirs_p, second), **kwargs)
     ours = getattr(reimpl.optim, name)(two_groups(ours_p, second), **kwargs)
     gen = torch.Generator().manual_seed(1)

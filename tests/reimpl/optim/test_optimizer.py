@@ -30,27 +30,55 @@ CASES = {
     "Adagrad": ({"lr": 0.1, "lr_decay": 0.01}, {"lr": 0.05}),
     "RMSprop": ({"lr": 0.01, "centered": True, "momentum": 0.5}, {"lr": 0.003}),
 }
+# torch checks hooks, printing, no-op steps and state dicts across every
+# configuration of an optimizer, differentiable=True ones included
+DIFFERENTIABLE = {
+    "SGD-differentiable": ({"lr": 0.05, "momentum": 0.9, "differentiable": True}, {"lr": 0.01}),
+    "Adam-differentiable": (
+        {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1, "differentiable": True},
+        {"lr": 0.003},
+    ),
+    "AdamW-differentiable": ({"lr": 0.01, "differentiable": True}, {"weight_decay": 0.1}),
+    "Adagrad-differentiable": (
+        {"lr": 0.1, "lr_decay": 0.01, "differentiable": True},
+        {"lr": 0.05},
+    ),
+    "RMSprop-differentiable": (
+        {"lr": 0.01, "centered": True, "momentum": 0.5, "differentiable": True},
+        {"lr": 0.003},
+    ),
+}
+ALL_CASES = {**CASES, **DIFFERENTIABLE}
+
+
+def _case(case: str) -> tuple[str, dict, dict, bool]:
+    """Optimizer name, kwargs, second group's options, and whether params may
+    require grad (not when differentiable: the step runs with autograd on)."""
+    kwargs, second = ALL_CASES[case]
+    return case.split("-")[0], kwargs, second, not kwargs.get("differentiable", False)
 
 
 # --- state dicts ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_torch_continues_from_a_reimpl_state_dict(name: str) -> None:
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_torch_continues_from_a_reimpl_state_dict(case: str) -> None:
     """Ours runs 20 steps; a fresh torch optimizer loads our state and keeps pace."""
-    kwargs, second = CASES[name]
-    theirs, ours, theirs_p, ours_p = run_twins(name, kwargs, second, steps=20)
+    name, kwargs, second, requires_grad = _case(case)
+    theirs, ours, theirs_p, ours_p = run_twins(
+        name, kwargs, second, steps=20, requires_grad=requires_grad
+    )
     fresh_p = [p.detach().clone().requires_grad_() for p in ours_p]
     fresh = getattr(torch.optim, name)([{"params": fresh_p[:1]}, {"params": fresh_p[1:]}])
     fresh.load_state_dict(ours.state_dict())
     continue_twins(theirs, fresh, theirs_p, fresh_p)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_reimpl_continues_from_a_torch_state_dict(name: str) -> None:
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_reimpl_continues_from_a_torch_state_dict(case: str) -> None:
     """The reverse, through torch.save/torch.load (weights_only) as a checkpoint would."""
-    kwargs, second = CASES[name]
-    theirs, _, theirs_p, _ = run_twins(name, kwargs, second, steps=20)
+    name, kwargs, second, requires_grad = _case(case)
+    theirs, _, theirs_p, _ = run_twins(name, kwargs, second, steps=20, requires_grad=requires_grad)
     buf = io.BytesIO()
     torch.save(theirs.state_dict(), buf)
     buf.seek(0)
@@ -241,11 +269,16 @@ def test_pickle_and_deepcopy_keep_state_and_still_step() -> None:
 # --- hooks -------------------------------------------------------------------------
 
 
-def _hook_trace(lib) -> list:
-    """Registers every kind of hook on an SGD and returns who ran, in order."""
+def _hook_trace(lib, case: str = "SGD-plain") -> list:
+    """Registers every kind of hook on an optimizer and returns who ran, in order."""
     log: list = []
-    p = _leaf()
-    opt = lib.optim.SGD([p], lr=0.1)
+    if case == "SGD-plain":
+        name, kwargs, requires_grad = "SGD", {"lr": 0.1}, True
+    else:
+        name, kwargs, _, requires_grad = _case(case)
+    # a differentiable step updates a non-leaf (a meta-learning copy) in place
+    p = _leaf() if requires_grad else _leaf().clone()
+    opt = getattr(lib.optim, name)([p], **kwargs)
     module = importlib.import_module(f"{lib.__name__}.optim.optimizer")
     handles = [
         module.register_optimizer_step_pre_hook(lambda o, a, k: log.append("gpre")),
@@ -272,8 +305,46 @@ def _hook_trace(lib) -> list:
     return log
 
 
-def test_hooks_run_like_torchs() -> None:
-    assert _hook_trace(reimpl) == _hook_trace(torch)
+@pytest.mark.parametrize("case", ["SGD-plain", *DIFFERENTIABLE])
+def test_hooks_run_like_torchs(case: str) -> None:
+    ours = _hook_trace(reimpl, case)
+    assert ours == _hook_trace(torch, case)
+    # two steps ran every step hook; the global ones were removed before the second
+    assert ours.count(("pre", 1, {})) == ours.count("post") == 2
+    assert ours.count("gpre") == ours.count("gpost") == 1 and "removed" not in ours
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_printing_matches_torch(case: str) -> None:
+    name, kwargs, second, _ = _case(case)
+
+    def printed(lib) -> str:
+        groups = [{"params": [_leaf()]}, {"params": [_leaf()], **second}]
+        return repr(getattr(lib.optim, name)(groups, **kwargs))
+
+    ours = printed(reimpl)
+    assert ours == printed(torch)
+    assert f"differentiable: {kwargs.get('differentiable', False)}" in ours
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_step_without_grads_or_with_zero_grads_is_a_noop(case: str) -> None:
+    """As torch checks for every configuration (weight decay aside, which moves
+    the weights whatever the gradient): nothing moves, on both sides."""
+    name, kwargs, _, requires_grad = _case(case)
+    kwargs = {**kwargs, "weight_decay": 0.0}
+    for zero_grads in (False, True):
+        for lib in (torch, reimpl):
+            leaf = torch.randn(5, 1, requires_grad=True)
+            p = leaf if requires_grad else leaf.clone()  # differentiable: a non-leaf
+            p.retain_grad()  # a non-leaf's .grad is the optimizer's to read
+            before = p.detach().clone()
+            opt = getattr(lib.optim, name)([p], **kwargs)
+            if zero_grads:
+                p.grad = torch.zeros_like(p)
+            assert opt.step(lambda: torch.tensor([1.0])).item() == 1.0
+            assert torch.equal(p.detach(), before), (lib.__name__, zero_grads)
+            assert (len(opt.state[p]) > 0) == (zero_grads or name == "Adagrad")
 
 
 def test_pre_hook_can_replace_arguments() -> None:

@@ -1221,11 +1221,16 @@ class OneCycleLR(LRScheduler):
 
     @mirrors("torch.optim.lr_scheduler.OneCycleLR._anneal_func")
     def _anneal_func(self, *args: Any, **kwargs: Any) -> float:
-        if self._anneal_func_type == "cos":
-            return self._annealing_cos(*args, **kwargs)
-        if self._anneal_func_type == "linear":
-            return self._annealing_linear(*args, **kwargs)
-        raise ValueError(f"Unknown _anneal_func_type: {self._anneal_func_type}")
+        """The strategy named by ``_anneal_func_type``; a scheduler restored from
+        an older torch's state has none and uses the function it stored instead."""
+        if hasattr(self, "_anneal_func_type"):
+            if self._anneal_func_type == "cos":
+                return self._annealing_cos(*args, **kwargs)
+            if self._anneal_func_type == "linear":
+                return self._annealing_linear(*args, **kwargs)
+            raise ValueError(f"Unknown _anneal_func_type: {self._anneal_func_type}")
+        # an older torch kept the function itself in ``anneal_func`` (and in state_dict)
+        return self.anneal_func(*args, **kwargs)
 
     @staticmethod
     @mirrors("torch.optim.lr_scheduler.OneCycleLR._annealing_cos")

@@ -290,3 +290,51 @@ def test_sched_step_events_carry_old_and_new_lr() -> None:
     assert (records[2][8]["old_lr"], records[2][8]["new_lr"]) == ([0.1], [pytest.approx(0.045)])
     assert records[0][8]["last_epoch"] == 1 and records[0][8]["initial"] is False
     assert records[0][7] == "reimpl.optim.lr_scheduler.LRScheduler.step"
+
+
+# --- OneCycleLR state saved by an older torch ---------------------------------------
+
+
+def _legacy_one_cycle_state(anneal: str) -> dict[str, Any]:
+    """A OneCycleLR state dict in the old layout, built from torch itself (as torch's
+    own test builds it): no ``_anneal_func_type``; the function in ``anneal_func``."""
+    opt = torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=30)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    del state["_anneal_func_type"]
+    state["anneal_func"] = getattr(torch.optim.lr_scheduler.OneCycleLR, f"_annealing_{anneal}")
+    return state
+
+
+def _continue_one_cycle(lib: Any, state: dict[str, Any], restored: bool) -> list[tuple]:
+    """Loads ``state`` and runs the 20 remaining steps: (lr, momentum) after each.
+
+    ``restored`` mimics a scheduler object unpickled from an older torch, which
+    never had ``_anneal_func_type``; otherwise a fresh (cosine) scheduler loads it.
+    """
+    opt = lib.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1, momentum=0.9)
+    sched = lib.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=30)
+    if restored:
+        del sched._anneal_func_type
+    sched.load_state_dict(dict(state))
+    seq = []
+    for _ in range(20):
+        opt.step()
+        sched.step()
+        seq.append((sched.get_last_lr()[0], opt.param_groups[0]["momentum"]))
+    return seq
+
+
+@pytest.mark.parametrize("restored", [True, False], ids=["restored-object", "fresh-scheduler"])
+def test_one_cycle_loads_an_older_torchs_state_like_torch(restored: bool) -> None:
+    state = _legacy_one_cycle_state("linear")
+    ours = _continue_one_cycle(reimpl, state, restored)
+    assert ours == _continue_one_cycle(torch, state, restored)
+    # a restored object anneals with the stored (linear) function; a fresh one keeps
+    # the cosine its constructor chose, exactly as torch does
+    # (the step after the load is 11 of the phase from step 8 to 29, max_lr to min_lr)
+    linear = torch.optim.lr_scheduler.OneCycleLR._annealing_linear(1.0, 1.0 / 25 / 1e4, 3 / 21)
+    assert (ours[0][0] == pytest.approx(linear, rel=1e-12)) == restored

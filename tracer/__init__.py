@@ -33,15 +33,26 @@ def __getattr__(name: str) -> Any:
 
 @contextmanager
 def record(
-    path: str | os.PathLike[str], target: str = "reimpl", *, flush_interval: float = 1.0
+    path: str | os.PathLike[str],
+    target: str = "reimpl",
+    *,
+    flush_interval: float = 1.0,
+    append: bool = False,
 ) -> Iterator[Recorder]:
     """Records everything reimpl emits inside the block into ``path``.
 
     The trace is complete when the block exits, even through an exception;
-    a process killed inside it keeps everything up to the last flush.
+    a process killed inside it keeps everything up to the last flush. A trace
+    already at ``path`` is replaced (``append=True`` adds this run to it); any
+    other file there is refused with a TraceError.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    rec = Recorder(path, flush_interval=flush_interval, meta={"target": target})
+    rec = Recorder(
+        path,
+        flush_interval=flush_interval,
+        meta={"target": target},
+        mode="append" if append else "new",
+    )
     with rec:
         yield rec

@@ -16,6 +16,17 @@ def _default_output(target: str, module: bool) -> str:
     return f"{(stem or 'trace').replace('.', '_')}.tsdb"
 
 
+def load_reporting(path: str):  # -> Trace; tracer.file.trace imports numba: keep it lazy
+    """Loads a trace and prints its warnings (blocks left out, a recovered flush),
+    so every command says when what it shows is not the whole recording."""
+    from tracer.file.trace import load
+
+    trace = load(path)
+    for warning in trace.warnings:
+        print(f"torchscope: warning: {path}: {warning}", file=sys.stderr)
+    return trace
+
+
 def cmd_record(ns: argparse.Namespace) -> int:
     """Runs a program under the recorder."""
     from tracer.recording.runner import run_under_recorder
@@ -37,15 +48,15 @@ def cmd_record(ns: argparse.Namespace) -> int:
         deep=ns.deep,
         depth=ns.depth,
         backward_spans=not ns.no_backward_spans,
+        append=ns.append,
     )
 
 
 def cmd_summary(ns: argparse.Namespace) -> int:
     """Prints totals per kind, top spans, processes and threads."""
     from tracer.analyze.summary import render_json, render_text, summarize
-    from tracer.file.trace import load
 
-    data = summarize(load(ns.file), top=ns.top)
+    data = summarize(load_reporting(ns.file), top=ns.top)
     print(render_json(data) if ns.json else render_text(data))
     return 0
 
@@ -54,11 +65,10 @@ def cmd_export(ns: argparse.Namespace) -> int:
     """Writes the trace in another format (Chrome/Perfetto JSON, JSON lines)."""
     from tracer.export import chrome as export_chrome
     from tracer.export import jsonl as export_jsonl
-    from tracer.file.trace import load
 
     module, ext = (export_jsonl, ".jsonl") if ns.format == "jsonl" else (export_chrome, ".json")
     output = ns.output or os.path.splitext(ns.file)[0] + ext
-    count = module.export(load(ns.file), output)
+    count = module.export(load_reporting(ns.file), output)
     if ns.format == "jsonl":
         print(f"wrote {count:,} spans to {output} (one JSON object per line)")
     else:
@@ -85,7 +95,6 @@ def cmd_import_chrome(ns: argparse.Namespace) -> int:
 def cmd_graph(ns: argparse.Namespace) -> int:
     """Draws one kind of graph of the trace with Graphviz."""
     from tracer import graphs
-    from tracer.file.trace import load
     from tracer.graphs.select import parse_duration
 
     try:
@@ -98,7 +107,7 @@ def cmd_graph(ns: argparse.Namespace) -> int:
         return 2
     output = ns.output or f"{os.path.splitext(ns.file)[0]}-{ns.kind}.svg"
     graph = graphs.build(
-        load(ns.file),
+        load_reporting(ns.file),
         ns.kind,
         step=ns.step,
         thread=ns.thread,
@@ -129,9 +138,8 @@ def cmd_imports(ns: argparse.Namespace) -> int:
 def cmd_view(ns: argparse.Namespace) -> int:
     """Opens a trace in the interactive viewer (the TUI)."""
     from tracer.demo import find_viewer
-    from tracer.file.trace import load
 
-    load(ns.file)  # a bad file fails here, with the clear error, before the UI starts
+    load_reporting(ns.file)  # a bad file fails here, with the clear error, before the UI starts
     viewer = find_viewer()
     if viewer is None:
         print(
@@ -191,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also record every Python call (viztracer) beneath the spans",
     )
     p.add_argument("--depth", type=int, default=40, help="--deep: deepest call stack kept")
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="add this run to an existing trace instead of replacing it",
+    )
     p.add_argument(
         "--no-backward-spans",
         action="store_true",

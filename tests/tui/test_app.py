@@ -13,6 +13,7 @@ from tui_helpers import SIZE, ready, type_text
 
 import tracer
 from reimpl import _trace
+from tracer.file.store import insert_finding
 from tui.app import TorchscopeApp, run_app
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
@@ -251,10 +252,7 @@ async def test_views_jump_to_spans_in_calls(sample, tmp_path):
     t = tracer.load(str(path))
     hook = int(np.flatnonzero(t.kind == t.code("hook.forward"))[-1])
     with sqlite3.connect(path) as conn:
-        conn.execute(
-            "INSERT INTO findings(detector, severity, message, span, data) VALUES (?,?,?,?,?)",
-            ("shared-hook", "error", "hook state shared by replicas", hook, None),
-        )
+        insert_finding(conn, "shared-hook", "error", "hook state shared by replicas", hook, None)
     app = TorchscopeApp(str(path))
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)

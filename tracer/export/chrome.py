@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from tracer.file.output import atomic_output
 from tracer.file.trace import Trace
 
 
@@ -197,7 +198,7 @@ def write(trace: Trace, out: TextIO) -> int:
 
 def export(trace: Trace, path: str) -> int:
     """Writes the Chrome JSON file at ``path``."""
-    with open(path, "w", encoding="utf-8") as fh:
+    with atomic_output(path) as fh:
         return write(trace, fh)
 
 

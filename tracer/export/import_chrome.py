@@ -222,15 +222,17 @@ def _batch(writer: StoreWriter, records: list, ids: dict, key_ids: dict) -> Batc
     """The recorder's columnar block for records (lane, index, span) in close order."""
     spans = [s for _l, _i, s in records]
     strings = writer.string_ids({t for s in spans for t in (s.kind, s.name, s.func)})
-    links = [
+    id_col = np.array([ids[(lane, i)] for lane, i, _s in records], dtype=np.int64)
+    links = [  # a cross-thread parent started first: a flow the other way is no parent
         (row, key_ids[s.parent_key])
         for row, s in enumerate(spans)
-        if s.parent_key is not None and s.parent_key in key_ids
+        if s.parent_key is not None
+        and s.parent_key in key_ids
+        and key_ids[s.parent_key] < id_col[row]
     ]
     present = [k for k, s in enumerate(spans) if s.attrs]
     attr_index = np.full(len(spans), -1, dtype=np.int32)
     attr_index[present] = np.arange(len(present), dtype=np.int32)
-    id_col = np.array([ids[(lane, i)] for lane, i, _s in records], dtype=np.int64)
     starts = np.array([s.start for s in spans], dtype=np.int64)
     return Batch(
         id_base=int(id_col.min()),
@@ -287,9 +289,7 @@ def import_chrome(src: str, out: str) -> Imported:
     events = load_events(src)
     result = Imported(out)
     spans, procs, thread_names = collect(events, result)
-    if os.path.exists(out):
-        os.remove(out)
-    writer = StoreWriter(out)
+    writer = StoreWriter(out)  # replaces an older trace, refuses any other file
     try:
         writer.set_meta(
             {

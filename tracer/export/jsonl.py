@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from tracer.file.output import atomic_output
 from tracer.file.trace import Trace
 
 
@@ -53,7 +54,7 @@ def write(trace: Trace, out: TextIO) -> int:
 
 def export(trace: Trace, path: str) -> int:
     """Writes the JSON lines file at ``path``."""
-    with open(path, "w", encoding="utf-8") as fh:
+    with atomic_output(path) as fh:
         return write(trace, fh)
 
 

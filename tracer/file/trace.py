@@ -7,10 +7,7 @@ shows is computed from here, in any process, later.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import threading
-import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,73 +15,60 @@ from typing import Any
 import numpy as np
 
 from tracer.analyze import aggregate
+from tracer.file import tables
+from tracer.file.blocks import Block, BlockError, Context, decode
 from tracer.file.errors import TraceError
-from tracer.file.store import STRING_DTYPE, THREAD_DTYPE, TIME_DTYPE, open_for_reading
+from tracer.file.store import BLOCK_COLUMNS, open_for_reading
+from tracer.file.tables import ProcessInfo, ThreadInfo
 
-_NO_THREADS = np.full(1 << 16, -1, dtype=np.int64)  # a part whose thread rows were lost
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    """One process that wrote into the trace (main, worker k, rank r)."""
-
-    part: int
-    pid: int
-    ppid: int | None
-    role: str
-    role_index: int | None
-    host: str | None
-    argv: list[str]
-    start_ns: int | None
-    end_ns: int | None
-    status: str
-
-    @property
-    def label(self) -> str:
-        """How views name the process's lane."""
-        role = self.role if self.role_index is None else f"{self.role} {self.role_index}"
-        return f"{role} (pid {self.pid})"
+__all__ = ["ProcessInfo", "ThreadInfo", "Trace", "load"]
 
 
-@dataclass(frozen=True)
-class ThreadInfo:
-    """One thread of one process, with the device it serves when known."""
-
-    row: int
-    part: int
-    tid: int
-    name: str
-    device: str | None
-
-    @property
-    def label(self) -> str:
-        """How views name the thread's lane."""
-        return self.name if self.device is None else f"{self.name} [{self.device}]"
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    out: list[str] = []
+    for k in numbers:
+        if out and out[-1].split("-")[-1] == str(k - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{k}"
+        else:
+            out.append(str(k))
+    return ", ".join(out)
 
 
 @dataclass
 class _Blocks:
-    """Where each block's rows start, to find a row's attributes lazily."""
+    """Where each block's rows start, and its attributes (checked at load)."""
 
     starts: np.ndarray
-    rowids: list[int]
-    cache: dict[int, tuple[np.ndarray | None, list | None]] = field(default_factory=dict)
+    attrs: list[tuple[np.ndarray | None, list | None]] = field(default_factory=list)
+
+
+# What a damaged or crafted file can raise from SQLite, decoding or checking;
+# each becomes one TraceError naming the file (never a traceback).
+_DAMAGE = (sqlite3.Error, UnicodeError, ValueError, TypeError, OverflowError, RecursionError)
 
 
 class Trace:
-    """A trace file loaded into columns; rows are spans in a stable order."""
+    """A trace file loaded into columns; rows are spans in a stable order.
+
+    Every value is checked once, here (``tracer.file.tables``,
+    ``tracer.file.blocks``): a damaged table refuses the file with a
+    ``TraceError`` naming it; a damaged block is left out and named in
+    ``warnings``, which every command prints.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.warnings: list[str] = []
-        self._attr_conn: sqlite3.Connection | None = None
-        self._attr_lock = threading.Lock()
-        conn = open_for_reading(path)
+        conn, notes = open_for_reading(path)
+        self.warnings.extend(notes)
         try:
             self._load(conn)
-        except sqlite3.DatabaseError as exc:
+        except TraceError:
+            raise
+        except _DAMAGE as exc:
             raise TraceError(
-                f"{path}: the trace is damaged or truncated ({exc}). "
+                f"{path}: the trace is damaged ({type(exc).__name__}: {exc}). "
                 "Copy it again from its source, or record again."
             ) from exc
         finally:
@@ -92,152 +76,129 @@ class Trace:
 
     # -- loading -----------------------------------------------------------------
 
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+
     def _load(self, conn: sqlite3.Connection) -> None:
-        self.meta: dict[str, str] = dict(conn.execute("SELECT key, value FROM meta"))
-        self.strings = self._load_strings(conn)
-        self.processes = [
-            ProcessInfo(part, pid, ppid, role, idx, host, json.loads(argv or "[]"), s, e, st)
-            for part, pid, ppid, role, idx, host, argv, s, e, st in conn.execute(
-                "SELECT part, pid, ppid, role, role_index, host, argv, start_ns, end_ns, status "
-                "FROM processes ORDER BY part"
-            )
-        ]
-        thread_rows = conn.execute(
-            "SELECT part, idx, tid, name, device FROM threads ORDER BY part, idx"
-        ).fetchall()
-        self.threads = [
-            ThreadInfo(row, part, tid, name, device)
-            for row, (part, _idx, tid, name, device) in enumerate(thread_rows)
-        ]
+        self.meta = tables.load_meta(conn, self.path)
+        self.strings = tables.load_strings(conn, self.path)
+        self.processes = tables.load_processes(conn, self.path)
+        self.threads = tables.load_threads(conn, self.path, {p.part for p in self.processes})
+        self._load_blocks(conn)
+        self.findings = tables.load_findings(conn, self.path, self._warn)
+        self.snapshots = tables.load_snapshots(conn, self.path, self._warn, self.processes)
+
+    def _context(self) -> Context:
         thread_of: dict[int, np.ndarray] = {}
-        for row, (part, idx, *_rest) in enumerate(thread_rows):
-            table = thread_of.get(part)
-            if table is None or len(table) <= idx:
-                grown = np.full(max(idx + 1, 2 * len(table) if table is not None else 8), -1)
-                if table is not None:
-                    grown[: len(table)] = table
-                table = thread_of[part] = grown
-            table[idx] = row
-        self._load_blocks(conn, thread_of)
-        self.findings = [
-            {
-                "id": i,
-                "detector": d,
-                "severity": s,
-                "message": m,
-                "span": sp,
-                "data": json.loads(data) if data else None,
-            }
-            for i, d, s, m, sp, data in conn.execute(
-                "SELECT id, detector, severity, message, span, data FROM findings ORDER BY id"
-            )
-        ]
-        self.snapshots = [
-            {"part": part, "t_ns": t, "kind": kind, "key": key, "payload": json.loads(payload)}
-            for part, t, kind, key, payload in conn.execute(
-                "SELECT part, t_ns, kind, key, payload FROM snapshots ORDER BY id"
-            )
-        ]
+        for t in self.threads:
+            table = thread_of.setdefault(t.part, np.full(0, -1, dtype=np.int64))
+            if len(table) <= t.idx:
+                grown = np.full(t.idx + 1, -1, dtype=np.int64)
+                grown[: len(table)] = table
+                table = thread_of[t.part] = grown
+            table[t.idx] = t.row
+        for p in self.processes:
+            thread_of.setdefault(p.part, np.full(0, -1, dtype=np.int64))
+        valid = np.array([s is not None for s in self.strings], dtype=bool)
+        return Context(len(self.strings), bool(valid[1:].all()), valid, thread_of)
 
-    @staticmethod
-    def _load_strings(conn: sqlite3.Connection) -> np.ndarray:
-        rows = conn.execute("SELECT id, text FROM strings").fetchall()
-        size = max((r[0] for r in rows), default=0) + 1
-        table = np.empty(size, dtype=object)
-        for sid, text in rows:
-            table[sid] = text
-        return table
-
-    def _load_blocks(self, conn: sqlite3.Connection, thread_of: dict) -> None:
-        cols: dict[str, list[np.ndarray]] = {
-            k: [] for k in ("ids", "part", "thread", "start", "dur", "kind", "name", "func")
-        }
-        link_rows: list[np.ndarray] = []
-        block_starts: list[int] = []
-        rowids: list[int] = []
-        total = 0
-        for rowid, part, n, base, ids, thr, st, du, ki, na, fu, links in self._iter_blocks(conn):
+    def _load_blocks(self, conn: sqlite3.Connection) -> None:
+        ctx = self._context()
+        blocks: list[Block] = []
+        seen: dict[int, set[int]] = {}
+        for rowid, row, crc in self._iter_blocks(conn):
             try:
-                id_col = np.frombuffer(ids, dtype="<u4" if len(ids) == 4 * n else "<i8")
-                local_threads = np.frombuffer(thr, dtype=THREAD_DTYPE)
-                columns = (
-                    id_col.astype(np.int64) + base,
-                    np.full(n, part, dtype=np.int32),
-                    thread_of.get(part, _NO_THREADS)[local_threads],
-                    np.frombuffer(st, dtype=TIME_DTYPE),
-                    np.frombuffer(du, dtype=TIME_DTYPE),
-                    np.frombuffer(ki, dtype=STRING_DTYPE),
-                    np.frombuffer(na, dtype=STRING_DTYPE),
-                    np.frombuffer(fu, dtype=STRING_DTYPE),
-                )
-                if any(len(c) != n for c in columns):
-                    raise ValueError("column lengths differ")
-            except (ValueError, TypeError, IndexError) as exc:
-                self.warnings.append(f"block {rowid} unreadable ({exc}); skipped")
+                block = decode(row, crc, ctx)
+            except BlockError as exc:
+                self._warn(f"block {rowid} (part {row[0]}, number {row[1]}): {exc}; left out")
                 continue
-            for key, col in zip(cols, columns):
-                cols[key].append(col)
-            if links is not None:
-                pairs = np.frombuffer(links, dtype="<i8").reshape(-1, 2).copy()
-                pairs[:, 0] += total
-                link_rows.append(pairs)
-            block_starts.append(total)
-            rowids.append(rowid)
-            total += n
-        joined = {
-            k: (np.concatenate(v) if v else np.empty(0, dtype=np.int64)) for k, v in cols.items()
-        }
-        self.n = total
-        self.seq = joined["ids"]
-        self.part = joined["part"].astype(np.int32)
-        self.thread = joined["thread"].astype(np.int32)
-        self.start_ns = joined["start"].astype(np.int64)
-        self.dur_ns = joined["dur"].astype(np.int64)
+            if block.seq in seen.setdefault(block.part, set()):
+                self._warn(f"block {rowid}: a second copy of part {block.part}'s block "
+                           f"{block.seq}; left out")  # fmt: skip
+                continue
+            seen[block.part].add(block.seq)
+            blocks.append(block)
+        for p in self.processes:
+            got = seen.get(p.part, set())
+            n_missing = p.blocks - sum(1 for s in got if 1 <= s <= p.blocks)
+            if n_missing > 0:
+                numbers = ""
+                if n_missing <= 1000:  # p.blocks <= len(got) + 1000 here: a bounded range
+                    missing = [k for k in range(1, p.blocks + 1) if k not in got]
+                    numbers = f" (numbers {_ranges(missing)})"
+                self._warn(
+                    f"part {p.part} ({p.label}): {n_missing:,} of its {p.blocks:,} blocks "
+                    f"missing{numbers}; their spans are left out"
+                )
+        blocks.sort(key=lambda b: (b.part, b.seq))  # write order within each part
+        self._assemble(blocks)
+
+    def _assemble(self, blocks: list[Block]) -> None:
+        def cat(get, dtype) -> np.ndarray:
+            return (
+                np.concatenate([get(b) for b in blocks]).astype(dtype, copy=False)
+                if blocks
+                else np.empty(0, dtype=dtype)
+            )
+
+        self.seq = cat(lambda b: b.ids, np.int64)
+        self.part = cat(lambda b: np.full(b.n, b.part, dtype=np.int32), np.int32)
+        self.thread = cat(lambda b: b.threads, np.int32)
+        self.start_ns = cat(lambda b: b.starts, np.int64)
+        self.dur_ns = cat(lambda b: b.durs, np.int64)
         self.end_ns = self.start_ns + self.dur_ns
-        self.kind = joined["kind"].astype(np.int32)
-        self.name = joined["name"].astype(np.int32)
-        self.func = joined["func"].astype(np.int32)
+        self.kind = cat(lambda b: b.kinds, np.int32)
+        self.name = cat(lambda b: b.names, np.int32)
+        self.func = cat(lambda b: b.funcs, np.int32)
+        self.n = total = len(self.seq)
         self.id = np.arange(total, dtype=np.int64)
-        self._blocks = _Blocks(np.array(block_starts, dtype=np.int64), rowids)
+        offsets = np.cumsum([0] + [b.n for b in blocks])[:-1].astype(np.int64)
+        self._blocks = _Blocks(offsets, [(b.attr_index, b.attrs) for b in blocks])
+        link_rows = [
+            np.stack([b.links[:, 0] + start, b.links[:, 1]], axis=1)
+            for b, start in zip(blocks, offsets.tolist())
+            if b.links is not None
+        ]
         self.parent = self._rebuild_parents(link_rows)
 
     def _iter_blocks(self, conn: sqlite3.Connection):
-        """Yields blocks in write order; a damaged file yields what is readable."""
-        query = (
-            "SELECT id, part, n, id_base, ids, threads, starts, durs, kinds, names, funcs, links "
-            "FROM blocks"
-        )
+        """Yields (rowid, row, crc) in write order; a damaged file yields what is readable."""
+        query = f"SELECT id, {BLOCK_COLUMNS}, crc FROM blocks"
         try:
-            yield from conn.execute(query + " ORDER BY part, id").fetchall()
+            for r in conn.execute(query + " ORDER BY part, seq").fetchall():
+                yield r[0], r[1:-1], r[-1]
             return
         except sqlite3.DatabaseError as exc:
-            self.warnings.append(f"reading blocks failed ({exc}); salvaging block by block")
-        rowids = [r[0] for r in conn.execute("SELECT id FROM blocks ORDER BY part, id")]
+            self._warn(f"reading blocks failed ({exc}); salvaging block by block")
+        try:
+            rowids = [r[0] for r in conn.execute("SELECT id FROM blocks")]
+        except sqlite3.DatabaseError as exc:
+            self._warn(f"the block index is damaged ({exc}); no span could be read")
+            return
         for rowid in rowids:
             try:
-                row = conn.execute(query + " WHERE id=?", (rowid,)).fetchone()
-            except sqlite3.DatabaseError:
-                self.warnings.append(f"block {rowid} unreadable; skipped")
+                r = conn.execute(query + " WHERE id=?", (rowid,)).fetchone()
+            except sqlite3.DatabaseError as exc:
+                self._warn(f"block {rowid} unreadable ({exc}); left out")
                 continue
-            if row is not None:
-                yield row
+            if r is not None:
+                yield r[0], r[1:-1], r[-1]
 
     def _rebuild_parents(self, link_rows: list[np.ndarray]) -> np.ndarray:
         if self.n == 0:
             return np.empty(0, dtype=np.int64)
         # Threads of one part are distinct groups; rows are already in close
         # order within each part, because each part's blocks are in write order.
-        group = self.thread.astype(np.int64)
-        group[group < 0] = len(self.threads)
-        parent = aggregate.parents(group, self.seq, len(self.threads) + 1)
+        parent = aggregate.parents(self.thread.astype(np.int64), self.seq, len(self.threads))
         if link_rows:
-            # A link names a span of the same process on another thread.
+            # A link names a span of the same process on another thread, one
+            # that started earlier (checked per block): no cycle can form.
             pairs = np.concatenate(link_rows)
             keys = (self.part.astype(np.int64) << 40) | self.seq
             order = np.argsort(keys, kind="stable")
             wanted = (self.part[pairs[:, 0]].astype(np.int64) << 40) | pairs[:, 1]
             pos = np.clip(np.searchsorted(keys[order], wanted), 0, self.n - 1)
-            found = keys[order[pos]] == wanted
+            found = keys[order[pos]] == wanted  # not found: the parent was never flushed
             parent[pairs[found, 0]] = order[pos[found]]
         return parent
 
@@ -311,34 +272,19 @@ class Trace:
         return str(self.strings[self.func[row]])
 
     def attrs(self, row: int) -> dict[str, Any]:
-        """The attributes of span ``row``, decoded on demand."""
+        """The attributes of span ``row`` (decoded and checked at load)."""
         blocks = self._blocks
         b = int(np.searchsorted(blocks.starts, row, side="right") - 1)
-        if b not in blocks.cache:
-            blocks.cache[b] = self._read_block_attrs(blocks.rowids[b])
-        index, values = blocks.cache[b]
+        index, values = blocks.attrs[b]
         if index is None or values is None:
             return {}
         slot = int(index[row - blocks.starts[b]])
         return dict(values[slot]) if slot >= 0 else {}
 
-    def _read_block_attrs(self, rowid: int) -> tuple[np.ndarray | None, list | None]:
-        # One read-only connection for every later attribute read (a trace of
-        # one-second flushes has thousands of blocks), opened on first use.
-        with self._attr_lock:
-            if self._attr_conn is None:
-                self._attr_conn = open_for_reading(self.path)
-            index, blob = self._attr_conn.execute(
-                "SELECT attr_index, attrs FROM blocks WHERE id=?", (rowid,)
-            ).fetchone()
-        if index is None or blob is None:
-            return None, None
-        return np.frombuffer(index, dtype="<i4"), json.loads(zlib.decompress(blob))
-
     @cached_property
     def mirrors(self) -> dict[str, str]:
         """reimpl function -> the torch function it mirrors, as recorded."""
-        return json.loads(self.meta.get("mirrors", "{}"))
+        return tables.mirrors(self.meta, self._warn)
 
     def process_of(self, row: int) -> ProcessInfo:
         """The process that recorded span ``row``."""

@@ -23,6 +23,7 @@ import graphviz
 import networkx as nx
 
 from tracer.file.errors import TraceError
+from tracer.file.output import atomic_output
 
 NODE_ATTRS = (
     *("label", "shape", "style", "fillcolor", "color", "fontcolor"),
@@ -161,7 +162,7 @@ def draw(graph: nx.DiGraph, out_path: str, fmt: str | None = None) -> Rendered:
         raise TraceError(f"{out_path}: unknown output format {fmt!r}; use one of {FORMATS}.")
     dot = to_dot(graph)
     if fmt == "dot":
-        with open(out_path, "w", encoding="utf-8") as fh:
+        with atomic_output(out_path) as fh:
             fh.write(dot.source)
         return Rendered(out_path)
     err = io.StringIO()
@@ -173,7 +174,7 @@ def draw(graph: nx.DiGraph, out_path: str, fmt: str | None = None) -> Rendered:
             "Graphviz's `dot` program is not installed; install it (apt-get install graphviz, "
             "brew install graphviz) or write DOT source with -o graph.dot."
         ) from exc
-    with open(out_path, "wb") as fh:
+    with atomic_output(out_path, "wb") as fh:
         fh.write(data)
     warnings = [line for line in err.getvalue().splitlines() if line.strip()]
     return Rendered(out_path, warnings)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from reimpl import _trace
-from tracer.file.store import Batch, StoreWriter
+from tracer.file.store import Batch, StoreWriter, new_run_id
 from tracer.recording import subprocesses
 
 DEFAULT_FLUSH_INTERVAL = 1.0
@@ -42,6 +42,23 @@ _record_id = itemgetter(0)
 _COLUMN_GETTERS = [itemgetter(k) for k in range(9)]
 _live: weakref.WeakSet[Recorder] = weakref.WeakSet()
 _abandoned: list[Any] = []  # parents' connections a child must never close
+
+
+def default_run_id() -> str:
+    """The run this process records: named by the environment, or a new one.
+
+    ``TORCHSCOPE_RUN_ID`` names it explicitly. Under torchrun every rank runs
+    its own ``torchscope record``: the ranks of one launch share the elastic
+    agent (their parent) and its run id, so they join one trace instead of
+    replacing each other's.
+    """
+    explicit = os.environ.get("TORCHSCOPE_RUN_ID")
+    if explicit:
+        return explicit
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        return f"torchrun-{os.environ['TORCHELASTIC_RUN_ID']}-{os.getppid()}-{restart}"
+    return new_run_id()
 
 
 def _thread_label(tid: int) -> tuple[str, str | None]:
@@ -60,8 +77,16 @@ class Recorder:
         argv: list[str] | None = None,
         meta: dict[str, str] | None = None,
         backward_spans: bool = True,
+        run_id: str | None = None,
+        mode: str = "new",
     ) -> None:
+        """``mode``: ``"new"`` replaces a trace of another run at ``path``,
+        ``"append"`` adds this run to it, ``"join"`` adds a part to run
+        ``run_id`` (a spawned child); see ``StoreWriter``."""
         self.path = os.fspath(path)
+        self.run_id = run_id or default_run_id()
+        self.mode = mode
+        self.replaced: str | None = None  # what an existing trace at path was, if replaced
         self.flush_interval = flush_interval
         self.backward_spans = backward_spans  # module.backward spans (reimpl._trace)
         self._argv = list(sys.argv if argv is None else argv)
@@ -99,8 +124,13 @@ class Recorder:
         self.append((0, 0, tid, 0, 0, name, device, None, None))
 
     def process_role(self, role: str, index: int | None) -> None:
-        """Records what this process is (main, worker k, rank r)."""
+        """Records what this process is (main, worker k, rank r), on disk at once:
+        a worker that dies before its first flush is still named."""
         self._role = (role, index)
+        with self._lock:
+            if self._store is not None:
+                self._store.update_process(self._part, role=role, role_index=index)
+                return
         self._role_dirty = True
 
     def snapshot(self, kind: str, key: str, payload: dict) -> None:
@@ -112,6 +142,7 @@ class Recorder:
     def start(self) -> Recorder:
         """Opens the file, registers this process and starts emitting."""
         self._open_part(ppid=os.getppid())
+        self.replaced = self._store.replaced  # type: ignore[union-attr]
         self._store.set_meta(  # type: ignore[union-attr]
             {
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -119,6 +150,7 @@ class Recorder:
                 "python": sys.version.split()[0],
                 "clock": "perf_counter_ns",
                 "backward_spans": "yes" if self.backward_spans else "no",
+                "run_id": self.run_id,
                 **self._meta,
             }
         )
@@ -129,11 +161,12 @@ class Recorder:
         mp_util.register_after_fork(self, _register_mp_finalizer)
         _trace.backward_spans = self.backward_spans
         _trace.attach(self)
-        subprocesses.follow(self.path)
+        subprocesses.follow(self.path, self.run_id)
         return self
 
     def _open_part(self, ppid: int) -> None:
-        self._store = StoreWriter(self.path)
+        self._store = StoreWriter(self.path, run_id=self.run_id, mode=self.mode)
+        self.mode = "join"  # a later part of this recorder (a forked child) joins this run
         role, index = self._role
         self._part = self._store.add_process(
             os.getpid(),

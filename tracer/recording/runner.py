@@ -7,6 +7,7 @@ is written whatever happens (an exception, ``sys.exit``, SIGTERM, Ctrl-C).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pkgutil  # noqa: F401  runpy imports it lazily; keep it out of the program's imports
 import runpy
@@ -26,6 +27,29 @@ def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _module_exists(name: str) -> bool:
+    """Whether ``python -m name`` can find the top-level package (no import:
+    a top-level lookup only searches sys.path; submodules are runpy's to find)."""
+    top = name.split(".", 1)[0]
+    if not top.isidentifier():
+        return False
+    sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+    finally:
+        sys.path.pop(0)
+
+
+def _raised_by_runpy(exc: BaseException) -> bool:
+    """True when the innermost frame is runpy's own module lookup."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and os.path.basename(tb.tb_frame.f_code.co_filename) == "runpy.py"
+
+
 def run_under_recorder(
     target: str,
     args: list[str],
@@ -36,6 +60,7 @@ def run_under_recorder(
     deep: bool = False,
     depth: int = DEFAULT_DEPTH,
     backward_spans: bool = True,
+    append: bool = False,
 ) -> int:
     """Runs ``target`` (a path, or a module name when ``module``); returns its exit code.
 
@@ -44,18 +69,16 @@ def run_under_recorder(
     most ``depth`` frames deep) lands beneath the semantic spans that made it.
     Without ``backward_spans`` modules record forward spans only (no autograd
     hook per module boundary: most of the recording cost of a small-layer model).
+    An existing trace at ``output`` is replaced unless ``append``; any other
+    file there is refused (TraceError) before the program starts.
     """
-    if not module and not os.path.exists(target):
+    if not module and not os.path.isfile(target):
         print(f"torchscope record: no such script: {target}", file=sys.stderr)
         return 2
+    if module and not _module_exists(target):
+        print(f"torchscope record: no module named {target!r}", file=sys.stderr)
+        return 2
     argv = [target, *args]
-    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else ""
-    sys.argv = argv
-    if module:
-        sys.path.insert(0, os.getcwd())
-    else:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
-    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
     recorder = Recorder(
         output,
         # deep mode keeps everything in memory: viztracer's calls merge in at the end
@@ -63,10 +86,23 @@ def run_under_recorder(
         argv=argv,
         meta={"target": "reimpl", "command": " ".join(argv), "deep": str(deep)},
         backward_spans=backward_spans,
+        mode="append" if append else "new",
     )
+    recorder.start()  # refuses a non-trace output before anything of the program runs
+    if recorder.replaced:
+        print(
+            f"torchscope: replacing {recorder.replaced} in {output} (--append keeps it)",
+            file=sys.stderr,
+        )
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else ""
+    sys.argv = argv
+    if module:
+        sys.path.insert(0, os.getcwd())
+    else:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
     code = 0
     status = "ok"
-    recorder.start()
     viz = start_viztracer(depth) if deep else None  # its own imports stay out of the trace
     import_hook = ImportHook(recorder)
     import_hook.install()
@@ -84,6 +120,12 @@ def run_under_recorder(
     except KeyboardInterrupt:
         code, status = 130, "interrupted"
         traceback.print_exc()
+    except ImportError as exc:
+        code, status = 1, f"error: {type(exc).__name__}: {exc}"
+        if module and _raised_by_runpy(exc):  # -m pkg.missing: the lookup, not the program
+            print(f"torchscope record: {exc}", file=sys.stderr)
+        else:
+            traceback.print_exc()
     except BaseException as exc:
         code, status = 1, f"error: {type(exc).__name__}: {exc}"
         traceback.print_exc()

@@ -14,28 +14,38 @@ from __future__ import annotations
 
 import functools
 import multiprocessing.process
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from reimpl import _trace
+from tracer.file.errors import TraceError
 
 _original_start: Callable | None = None
 _trace_path: str | None = None
+_run_id: str | None = None
 
 
 def run_recorded(
-    path: str, backward_spans: bool, target: Callable, *args: Any, **kwargs: Any
+    path: str, run_id: str, backward_spans: bool, target: Callable, *args: Any, **kwargs: Any
 ) -> Any:
-    """Runs in the spawned child: the real target, recorded into ``path``."""
+    """Runs in the spawned child: the real target, recorded into ``path`` as a
+    part of run ``run_id`` (never replacing the trace it joins)."""
     from tracer.recording.recorder import Recorder
 
     recorder = Recorder(
         path,
         argv=[f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', target)}"],
         backward_spans=backward_spans,
+        run_id=run_id,
+        mode="join",
     )
     recorder._role = ("child", None)
-    recorder.start()
+    try:
+        recorder.start()
+    except TraceError as exc:  # the program runs on, unrecorded, rather than fail
+        print(f"torchscope: this process is not recorded: {exc}", file=sys.stderr)
+        return target(*args, **kwargs)
     status = "ok"
     try:
         return target(*args, **kwargs)
@@ -59,15 +69,15 @@ def _start(self: multiprocessing.process.BaseProcess) -> None:
     if _trace_path is not None and method in ("spawn", "forkserver") and self._target:
         # the parent recorder's options travel with the target
         self._target = functools.partial(
-            run_recorded, _trace_path, _trace.backward_spans, self._target
+            run_recorded, _trace_path, _run_id, _trace.backward_spans, self._target
         )
     _original_start(self)  # type: ignore[misc]
 
 
-def follow(path: str) -> None:
+def follow(path: str, run_id: str) -> None:
     """Starts wrapping spawned processes' targets (idempotent)."""
-    global _original_start, _trace_path
-    _trace_path = path
+    global _original_start, _trace_path, _run_id
+    _trace_path, _run_id = path, run_id
     if _original_start is None:
         _original_start = multiprocessing.process.BaseProcess.start
         multiprocessing.process.BaseProcess.start = _start  # type: ignore[method-assign]

@@ -53,7 +53,7 @@ def test_sigkill_keeps_everything_up_to_the_last_flush(trace_path):
     assert {t.name_of(r) for r in range(t.n)} == {"flushed", "in-step"}
     marks = t.kind == t.code("mark")
     assert (t.kind[t.parent[marks]] == t.code("step")).all()
-    assert t.processes[0].status == "running"  # it never closed: killed
+    assert t.processes[0].status.startswith("died")  # it never closed: killed
 
 
 def _write_trace(path: str, blocks: int = 20) -> None:

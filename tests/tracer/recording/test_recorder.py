@@ -249,6 +249,8 @@ def _backward_spans_in_child() -> bool:
 def test_spawned_child_gets_the_backward_spans_option(trace_path):
     from tracer.recording import subprocesses
 
-    assert subprocesses.run_recorded(trace_path, False, _backward_spans_in_child) is False
+    with tracer.record(trace_path) as parent:  # the spawned child joins its parent's run
+        run_id = parent.run_id
+    assert subprocesses.run_recorded(trace_path, run_id, False, _backward_spans_in_child) is False
     assert _trace.backward_spans is True and _trace.sink is None  # restored on stop
     assert tracer.load(trace_path).meta["backward_spans"] == "no"

@@ -1,7 +1,9 @@
 """Mirrors ``torch/utils/data/__init__.py``: datasets, samplers and the DataLoader.
 
-Left out: DataPipes (``IterDataPipe``, ``MapDataPipe``, ``DataChunk`` and the
-validation decorators), which torch itself has deprecated.
+Left out: DataPipes themselves (``IterDataPipe``, ``MapDataPipe``, ``DataChunk``
+and the validation decorators), which torch itself has deprecated: they are not
+rewritten or re-exported here. reimpl's DataLoader takes torch's DataPipes and
+handles them as torch's does (shuffle settings, shared seeds, sharding).
 """
 
 from .dataloader import (

@@ -33,12 +33,17 @@ Two small departures from torch, both about dying well:
   it exited, and torch then raises ``ConnectionResetError`` instead of its
   clear "DataLoader worker ... exited unexpectedly".
 
-Left out: DataPipe sharding and shared seeds; the "Too many open files"
-diagnosis torch adds when a queue read fails with EMFILE.
+DataPipes: each worker seeds its copy of the graph from the epoch's shared
+seed (``_worker_loop``), then ``_sharding_worker_init_fn`` gives it its shard
+(one of ``num_workers * world_size``) before the user's ``worker_init_fn``.
+
+Left out: the "Too many open files" diagnosis torch adds when a queue read
+fails with EMFILE.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing.connection
 import queue
@@ -48,7 +53,9 @@ from time import perf_counter_ns
 from typing import Any
 
 import torch
+import torch.utils.data.graph_settings
 from torch._utils import ExceptionWrapper
+from torch.utils.data.datapipes.datapipe import IterDataPipe, MapDataPipe
 
 from reimpl._trace import mirrors
 
@@ -61,6 +68,30 @@ _queues_in_use: dict[int, list[Any]] = {}
 
 DYING_WORKER_GRACE = 1.0
 """Seconds a broken connection waits for a worker to be reported dead."""
+
+
+@mirrors("torch.utils.data.dataloader._sharding_worker_init_fn")
+def _sharding_worker_init_fn(
+    worker_init_fn: Any, world_size: int, rank_id: int, worker_id: int
+) -> None:
+    """Gives a worker's DataPipe graph its shard, then runs the user's init function.
+
+    Ranks are sharded first, then workers within a rank, so that the data is
+    spread evenly over every worker of every process.
+    """
+    global_worker_id = worker_id
+    info = _utils.worker.get_worker_info()
+    if info is None:
+        raise AssertionError("Worker info is None in sharding worker init function")
+    total_workers = info.num_workers
+    datapipe = info.dataset
+    if not isinstance(datapipe, (IterDataPipe, MapDataPipe)):
+        raise AssertionError("datapipe must be an instance of IterDataPipe or MapDataPipe")
+    total_workers *= world_size
+    global_worker_id = global_worker_id * world_size + rank_id
+    torch.utils.data.graph_settings.apply_sharding(datapipe, total_workers, global_worker_id)
+    if worker_init_fn is not None:
+        worker_init_fn(worker_id)
 
 
 @mirrors("torch.utils.data.dataloader._MultiProcessingDataLoaderIter")
@@ -85,6 +116,11 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
             multiprocessing_context = loader.multiprocessing_context
 
         self._worker_init_fn = loader.worker_init_fn
+        # DataPipes: shard each worker's graph (across ranks too) before the user's init
+        if isinstance(self._dataset, (IterDataPipe, MapDataPipe)):
+            self._worker_init_fn = functools.partial(
+                _sharding_worker_init_fn, self._worker_init_fn, self._world_size, self._rank
+            )
         self._worker_result_queue = multiprocessing_context.Queue()
         self._worker_pids_set = False
         self._shutdown = False

@@ -22,11 +22,17 @@ Workers start with torch.multiprocessing's default method, ``fork`` on Linux,
 like torch. A recorder follows workers into their own lanes, forked ones and
 (through ``tracer.recording.subprocesses``) ``spawn`` or ``forkserver`` ones alike.
 
-Left out: DataPipes (wrappers, sharding, shared seeds), torch's profiler
-``record_function`` around ``__next__`` (the trace spans take its place),
-``torch._C._log_api_usage_once``, Windows specifics. Added: torch's own
-``IterableDataset`` counts as iterable, so a user's dataset written against
-torch works unchanged.
+DataPipes are torch's own classes (reimpl does not rewrite them); the loader
+treats them as torch's does: it wraps them for pickling, applies ``shuffle``
+to an ``IterDataPipe``'s shufflers, draws one shared seed per epoch from the
+loader's generator (before the workers' ``base_seed``, as torch does) and
+seeds every random pipe from it, in the main process and in each worker, and
+shards the graph over the workers (and distributed ranks).
+
+Left out: torch's profiler ``record_function`` around ``__next__`` (the trace
+spans take its place), ``torch._C._log_api_usage_once``, Windows specifics.
+Added: torch's own ``IterableDataset`` counts as iterable, so a user's dataset
+written against torch works unchanged.
 """
 
 from __future__ import annotations
@@ -43,6 +49,13 @@ from typing import Any, Generic, NoReturn, TypeVar
 import torch
 import torch.distributed as dist
 import torch.utils.data as _torch_data
+import torch.utils.data.graph_settings
+from torch.utils.data.datapipes.datapipe import (
+    IterDataPipe,
+    MapDataPipe,
+    _IterDataPipeSerializationWrapper,
+    _MapDataPipeSerializationWrapper,
+)
 
 from reimpl import _trace
 from reimpl._trace import mirrors
@@ -100,6 +113,15 @@ def _get_distributed_settings() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
+
+
+@mirrors("torch.utils.data.dataloader._share_dist_seed")
+def _share_dist_seed(generator: torch.Generator | None, pg: Any) -> int:
+    """One seed for an epoch of DataPipes, the same on every rank (rank 0's)."""
+    _shared_seed = torch.empty((), dtype=torch.int64).random_(generator=generator)
+    if isinstance(pg, dist.ProcessGroup):
+        dist.broadcast(_shared_seed, src=0, group=pg)
+    return _shared_seed.item()
 
 
 @mirrors("torch.utils.data.dataloader.DataLoader")
@@ -162,12 +184,26 @@ class DataLoader(Generic[_T_co]):
         self.multiprocessing_context = multiprocessing_context
         self.in_order = in_order
 
+        # DataPipes travel to workers inside a wrapper that pickles them torch's way
+        if isinstance(self.dataset, IterDataPipe):
+            self.dataset = _IterDataPipeSerializationWrapper(self.dataset)
+        elif isinstance(self.dataset, MapDataPipe):
+            self.dataset = _MapDataPipeSerializationWrapper(self.dataset)
+
         # Dataset checks come first: a user should learn that iterable datasets
         # take no sampler before spending time on the sampler's own errors.
         if isinstance(dataset, _ITERABLE_TYPES):
             self._dataset_kind = _DatasetKind.Iterable
+            if isinstance(dataset, IterDataPipe):
+                # switches the graph's shufflers on or off, in place (the wrapper
+                # above holds the same graph). A pipe without a shuffler gets one
+                # appended that nothing uses, only a warning: as in torch.
+                if shuffle is not None:
+                    dataset = torch.utils.data.graph_settings.apply_shuffle_settings(
+                        dataset, shuffle=shuffle
+                    )
             # shuffle=False stays allowed: it used to be the default
-            if shuffle not in {False, None}:
+            elif shuffle not in {False, None}:
                 raise ValueError(
                     "DataLoader with IterableDataset: expected unspecified shuffle option, "
                     f"but got shuffle={shuffle}"
@@ -374,7 +410,12 @@ class _BaseDataLoaderIter:
 
     def __init__(self, loader: DataLoader) -> None:
         self._dataset = loader.dataset
-        self._shared_seed = None  # only DataPipes use it
+        self._shared_seed: int | None = None  # only DataPipes use it
+        self._pg = None
+        if isinstance(self._dataset, IterDataPipe):
+            if dist.is_available() and dist.is_initialized():
+                self._pg = dist.new_group(backend="gloo")
+            self._dataset = self._seed_datapipe(loader)
         self._dataset_kind = loader._dataset_kind
         self._IterableDataset_len_called = loader._IterableDataset_len_called
         self._auto_collation = loader._auto_collation
@@ -426,6 +467,19 @@ class _BaseDataLoaderIter:
         self._sampler_iter = iter(self._index_sampler)
         self._num_yielded = 0
         self._IterableDataset_len_called = loader._IterableDataset_len_called
+        if isinstance(self._dataset, IterDataPipe):  # a new epoch reshuffles
+            self._dataset = self._seed_datapipe(loader)
+
+    def _seed_datapipe(self, loader: DataLoader) -> Any:
+        """Draws the epoch's shared seed and seeds every random pipe from it.
+
+        Workers get the same seed and seed their copies the same way, so a
+        shuffle is one order across workers (and ranks), which sharding splits.
+        """
+        self._shared_seed = _share_dist_seed(loader.generator, self._pg)
+        shared_rng = torch.Generator()
+        shared_rng.manual_seed(self._shared_seed)
+        return torch.utils.data.graph_settings.apply_random_seed(self._dataset, shared_rng)
 
     @mirrors("torch.utils.data.dataloader._BaseDataLoaderIter._next_index")
     def _next_index(self) -> Any:
@@ -508,6 +562,11 @@ class _SingleProcessDataLoaderIter(_BaseDataLoaderIter):
             raise AssertionError("_SingleProcessDataLoaderIter requires timeout == 0")
         if self._num_workers != 0:
             raise AssertionError("_SingleProcessDataLoaderIter requires num_workers == 0")
+        # DataPipes: only distributed ranks split the graph (no workers here)
+        if isinstance(self._dataset, (IterDataPipe, MapDataPipe)):
+            torch.utils.data.graph_settings.apply_sharding(
+                self._dataset, self._world_size, self._rank
+            )
         self._dataset_fetcher = _DatasetKind.create_fetcher(
             self._dataset_kind,
             self._dataset,

@@ -11,8 +11,11 @@ Tracing: the worker declares itself (role ``worker``, thread ``worker k``) so
 a recorder forked into it writes its own lane, and every task is a
 ``data.worker`` span with the fetch and collate nested inside.
 
-Left out: DataPipes (``IterDataPipe`` seeding, sharding), thread workers
-(``WorkerInfo.rng``), the Windows watchdog.
+An ``IterDataPipe`` is seeded from the epoch's shared seed (the main process
+draws it; every worker seeds its copy alike, at start and at each
+``_ResumeIteration``), so random pipes such as shufflers agree across workers.
+
+Left out: thread workers (``WorkerInfo.rng``), the Windows watchdog.
 """
 
 from __future__ import annotations
@@ -186,6 +189,16 @@ def _worker_loop(
 
             np.random.seed(_generate_state(base_seed, worker_id))
 
+        from torch.utils.data import IterDataPipe
+        from torch.utils.data.graph_settings import apply_random_seed
+
+        shared_rng = torch.Generator()
+        if isinstance(dataset, IterDataPipe):
+            if shared_seed is None:
+                raise AssertionError("shared_seed must be provided for IterDataPipe workers")
+            shared_rng.manual_seed(shared_seed)
+            dataset = apply_random_seed(dataset, shared_rng)
+
         global _worker_info
         _worker_info = WorkerInfo(id=worker_id, num_workers=num_workers, seed=seed, dataset=dataset)
 
@@ -216,6 +229,11 @@ def _worker_loop(
             if isinstance(r, _ResumeIteration):
                 data_queue.put((r, None))  # acknowledge, then start the new epoch
                 iteration_end = False
+                if isinstance(dataset, IterDataPipe):  # the new epoch's shared seed
+                    if r.seed is None:
+                        raise AssertionError("resume iteration seed is None for IterDataPipe")
+                    shared_rng.manual_seed(r.seed)
+                    dataset = apply_random_seed(dataset, shared_rng)
                 fetcher = _DatasetKind.create_fetcher(
                     dataset_kind, dataset, auto_collation, collate_fn, drop_last
                 )

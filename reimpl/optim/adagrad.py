@@ -11,7 +11,11 @@ ops, and torch's own fused kernel (``_fused_adagrad``, called as torch does).
 (``sqrt() + eps`` out of place, so autograd keeps the root it needs); foreach
 and fused refuse it with torch's errors.
 
-Left out: AMP ``grad_scale``/``found_inf``, TorchScript and ``torch.compile``.
+With ``fused=True``, ``torch.amp.GradScaler``'s ``grad_scale``/``found_inf``
+go to torch's fused kernel (it unscales, and skips the step on an overflow,
+whose step count is then taken back), as in torch.
+
+Left out: TorchScript and ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from reimpl._trace import mirrors
 from .optimizer import (
     Optimizer,
     ParamsT,
+    _check_no_amp_scaling,
     _default_to_fused_or_foreach,
     _device_dtype_check_for_fused,
     _get_scalar_dtype,
     _get_value,
     _group_tensors_by_device_and_dtype,
     _GroupTrace,
+    _on_device,
     _to_scalar,
     _use_grad_for_differentiable,
     _view_as_real,
@@ -68,9 +74,12 @@ def _single_tensor_adagrad(
     maximize: bool,
     has_complex: bool,
     differentiable: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     trace: _GroupTrace | None = None,
 ) -> None:
     """One parameter at a time: sum += g*g; p -= clr * g / (sqrt(sum) + eps)."""
+    _check_no_amp_scaling(grad_scale, found_inf)
     lr = _to_scalar(lr)
     for i, (param, grad, state_sum, step_t) in enumerate(
         zip(params, grads, state_sums, state_steps)
@@ -122,11 +131,14 @@ def _multi_tensor_adagrad(
     maximize: bool,
     has_complex: bool,
     differentiable: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     trace: _GroupTrace | None = None,
 ) -> None:
     """The same rule with foreach kernels; sparse buckets fall back to the loop."""
     if differentiable:
         raise AssertionError("_foreach ops don't support autograd")
+    _check_no_amp_scaling(grad_scale, found_inf)
     if len(params) == 0:
         return
     lr = _to_scalar(lr)
@@ -151,6 +163,8 @@ def _multi_tensor_adagrad(
                 maximize=maximize,
                 has_complex=has_complex,
                 differentiable=differentiable,
+                grad_scale=grad_scale,
+                found_inf=found_inf,
             )
             continue
         if trace is not None:
@@ -199,6 +213,8 @@ def _fused_adagrad(
     maximize: bool,
     has_complex: bool,
     differentiable: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     trace: _GroupTrace | None = None,
 ) -> None:
     """torch's fused kernel, one call per device/dtype bucket."""
@@ -208,15 +224,21 @@ def _fused_adagrad(
         raise RuntimeError("`fused` does not support sparse grad or complex param")
     if differentiable:
         raise RuntimeError("adagrad with fused=True does not support differentiable=True")
+    grad_scale_dict: dict = {}
+    found_inf_dict: dict = {}
+    # a tensor lr off the CPU is copied once to each device it meets
+    lr_dict = {lr.device: lr} if isinstance(lr, Tensor) and str(lr.device) != "cpu" else None
     grouped = _group_tensors_by_device_and_dtype([params, grads, state_sums, state_steps])
-    for (
-        device_params,
-        device_grads,
-        device_state_sums,
-        device_state_steps,
-    ), idx in grouped.values():
+    for (device, _), (
+        (device_params, device_grads, device_state_sums, device_state_steps),
+        idx,
+    ) in grouped.items():
         if trace is not None:
             marks = trace.begin_all(len(idx))
+        device_found_inf = _on_device(found_inf_dict, found_inf, device)
+        if lr_dict is not None and device not in lr_dict:
+            lr_dict[device] = lr.to(device=device, non_blocking=True)  # type: ignore[union-attr]
+            lr = lr_dict[device]
         torch._foreach_add_(device_state_steps, 1)
         torch._fused_adagrad_(
             device_params,
@@ -228,9 +250,11 @@ def _fused_adagrad(
             weight_decay=weight_decay,
             eps=eps,
             maximize=maximize,
-            grad_scale=None,
-            found_inf=None,
+            grad_scale=_on_device(grad_scale_dict, grad_scale, device),
+            found_inf=device_found_inf,
         )
+        if device_found_inf is not None:  # a skipped step does not count
+            torch._foreach_sub_(device_state_steps, [device_found_inf] * len(device_state_steps))
         if trace is not None:
             trace.end_all(idx, marks, device_params, "fused", _FUSED)
 
@@ -242,6 +266,8 @@ def adagrad(
     state_sums: list[Tensor],
     state_steps: list[Tensor],
     fused: bool | None = None,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     has_sparse_grad: bool = False,
     foreach: bool | None = None,
     differentiable: bool = False,
@@ -281,6 +307,8 @@ def adagrad(
         maximize=maximize,
         differentiable=differentiable,
         has_complex=has_complex,
+        grad_scale=grad_scale,
+        found_inf=found_inf,
         trace=trace,
     )
 
@@ -440,6 +468,8 @@ class Adagrad(Optimizer):
                 differentiable=group["differentiable"],
                 has_complex=has_complex,
                 fused=group["fused"],
+                grad_scale=getattr(self, "grad_scale", None),
+                found_inf=getattr(self, "found_inf", None),
                 trace=trace,
             )
             if trace is not None:

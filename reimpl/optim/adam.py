@@ -24,9 +24,13 @@ respect to the initial weights and to tensor ``lr``, ``betas`` and
 math on the step tensors); like torch, it needs params on a graph-capturing
 device (CUDA, XPU...), so on a CPU it raises torch's AssertionError.
 
-Left out: AMP ``grad_scale``/``found_inf``, float16/bfloat16 params in the
-fused path (the numba kernel has no half types), TorchScript and
-``torch.compile``.
+The numba kernel takes CPU float32/float64 params; with ``fused=True`` other
+params (float16/bfloat16, or on a GPU) run torch's own fused kernel, called as
+torch calls it, and so does every param when ``torch.amp.GradScaler`` hands
+the step its ``grad_scale``/``found_inf`` (the kernel unscales, and skips the
+step on an overflow).
+
+Left out: TorchScript and ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -53,12 +57,14 @@ from .optimizer import (
     Optimizer,
     ParamsT,
     _check_capturable_devices,
+    _check_no_amp_scaling,
     _default_to_fused_or_foreach,
     _device_dtype_check_for_fused,
     _get_scalar_dtype,
     _get_value,
     _group_tensors_by_device_and_dtype,
     _GroupTrace,
+    _on_device,
     _to_scalar,
     _use_grad_for_differentiable,
     _view_as_real,
@@ -92,6 +98,8 @@ def _single_tensor_adam(
     decoupled_weight_decay: bool,
     capturable: bool = False,
     differentiable: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     trace: _GroupTrace | None = None,
 ) -> None:
     """One parameter at a time, one tensor op per line of the Adam rule.
@@ -100,6 +108,7 @@ def _single_tensor_adam(
     bias corrections stay in the graph, and clone what an in-place op would
     otherwise overwrite while autograd still needs it.
     """
+    _check_no_amp_scaling(grad_scale, found_inf)
     lr = _to_scalar(lr)
     beta1 = _to_scalar(beta1)
     beta2 = _to_scalar(beta2)
@@ -224,9 +233,11 @@ def _check_foreach_arguments(
     beta2: float | Tensor,
     capturable: bool,
     differentiable: bool,
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
 ) -> None:
     """What the foreach path refuses, in torch's order and words: tensor
-    hyper-parameters unless capturable, and autograd (foreach ops have none)."""
+    hyper-parameters unless capturable, AMP scaling, and autograd."""
     if isinstance(lr, Tensor):
         if not capturable:
             raise RuntimeError(
@@ -244,6 +255,7 @@ def _check_foreach_arguments(
                 raise ValueError(f"Tensor {name} must be 1-element")
     if capturable:
         _check_capturable_devices(params, state_steps, supports_xla=False)
+    _check_no_amp_scaling(grad_scale, found_inf)
     if differentiable:
         raise AssertionError("_foreach ops don't support autograd")
 
@@ -268,12 +280,16 @@ def _multi_tensor_adam(
     decoupled_weight_decay: bool,
     capturable: bool = False,
     differentiable: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     trace: _GroupTrace | None = None,
 ) -> None:
     """The same rule, each line one foreach kernel over a device/dtype bucket."""
     if len(params) == 0:
         return
-    _check_foreach_arguments(params, state_steps, lr, beta1, beta2, capturable, differentiable)
+    _check_foreach_arguments(
+        params, state_steps, lr, beta1, beta2, capturable, differentiable, grad_scale, found_inf
+    )
     lr = _to_scalar(lr)
     beta1 = _to_scalar(beta1)
     beta2 = _to_scalar(beta2)
@@ -410,6 +426,54 @@ def _foreach_capturable_update(
 _PARALLEL_MIN_NUMEL = 1 << 16
 
 
+_NUMBA_DTYPES = (torch.float32, torch.float64)
+
+
+def _torch_fused_adam(
+    which: list[int],
+    tensor_lists: list[list[Tensor]],
+    *,
+    amsgrad: bool,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    lr: float | Tensor,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+    decoupled_weight_decay: bool,
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+    trace: _GroupTrace | None,
+) -> None:
+    """torch's fused kernel for the params at ``which`` (the numba kernel has no
+    half types, no GPU and no AMP), one call per device/dtype bucket, as torch."""
+    subset = [[lst[i] for i in which] if lst else [] for lst in tensor_lists]
+    grad_scale_dict: dict = {}
+    found_inf_dict: dict = {}
+    # a tensor lr off the CPU is copied once to each device it meets
+    lr_dict = {lr.device: lr} if isinstance(lr, Tensor) and str(lr.device) != "cpu" else None
+    func = torch._fused_adamw_ if decoupled_weight_decay else torch._fused_adam_
+    for (device, _), (bucket, indices) in _group_tensors_by_device_and_dtype(subset).items():
+        if trace is not None:
+            marks = trace.begin_all(len(indices))
+        if lr_dict is not None and device not in lr_dict:
+            lr_dict[device] = lr.to(device=device, non_blocking=True)  # type: ignore[union-attr]
+            lr = lr_dict[device]
+        device_params, device_grads, device_exp_avgs, device_exp_avg_sqs, device_max, steps = bucket
+        device_found_inf = _on_device(found_inf_dict, found_inf, device)
+        torch._foreach_add_(steps, 1)
+        func(
+            device_params, device_grads, device_exp_avgs, device_exp_avg_sqs, device_max, steps,
+            amsgrad=amsgrad, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
+            eps=eps, maximize=maximize, grad_scale=_on_device(grad_scale_dict, grad_scale, device),
+            found_inf=device_found_inf,
+        )  # fmt: skip
+        if device_found_inf is not None:  # a skipped step does not count
+            torch._foreach_sub_(steps, [device_found_inf] * len(steps))
+        if trace is not None:
+            trace.end_all([which[j] for j in indices], marks, device_params, "fused", _FUSED)
+
+
 @mirrors("torch.optim.adam._fused_adam")
 def _fused_adam(
     params: list[Tensor],
@@ -430,23 +494,36 @@ def _fused_adam(
     decoupled_weight_decay: bool,
     capturable: bool = False,
     differentiable: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     trace: _GroupTrace | None = None,
 ) -> None:
-    """One numba pass per parameter (torch: one ``torch._fused_adam_`` per bucket)."""
+    """One numba pass per CPU float32/float64 parameter (torch: one
+    ``torch._fused_adam_`` per bucket); other devices and dtypes (half
+    precision, CUDA), and AMP-scaled steps, go to torch's own kernel."""
     if not params:
         return
     if differentiable:
         raise RuntimeError("Adam with fused=True does not support differentiable=True")
+    beta1 = _to_scalar(beta1)
+    beta2 = _to_scalar(beta2)
+    amp = grad_scale is not None or found_inf is not None
+    numba_ready = [not amp and p.device.type == "cpu" and p.dtype in _NUMBA_DTYPES for p in params]
+    if not all(numba_ready):
+        _torch_fused_adam(
+            [i for i, ready in enumerate(numba_ready) if not ready],
+            [params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps],
+            amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay,
+            eps=eps, maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
+            grad_scale=grad_scale, found_inf=found_inf, trace=trace,
+        )  # fmt: skip
     lr = float(_to_scalar(lr))
-    torch._foreach_add_(state_steps, 1)
     for i, param in enumerate(params):
+        if not numba_ready[i]:
+            continue
+        state_steps[i] += 1
         if trace is not None:
             mark = trace.begin()
-        if param.device.type != "cpu" or param.dtype not in (torch.float32, torch.float64):
-            raise RuntimeError(
-                "reimpl's fused Adam runs on CPU float32/float64 tensors, "
-                f"got {param.dtype} on {param.device.type}"
-            )
         # like torch's kernel: bias corrections in double, then rounded to the dtype
         step = state_steps[i].item()
         bias_correction1 = 1 - math.pow(beta1, step)
@@ -495,6 +572,8 @@ def adam(
     capturable: bool = False,
     differentiable: bool = False,
     fused: bool | None = None,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     has_complex: bool = False,
     decoupled_weight_decay: bool = False,
     *,
@@ -542,6 +621,8 @@ def adam(
         decoupled_weight_decay=decoupled_weight_decay,
         capturable=capturable,
         differentiable=differentiable,
+        grad_scale=grad_scale,
+        found_inf=found_inf,
         trace=trace,
     )
 
@@ -550,7 +631,8 @@ def adam(
 class Adam(Optimizer):
     """Adam: per-parameter steps scaled by running moments of the gradient.
 
-    ``fused=True`` runs reimpl's numba kernel (CPU float32/float64 only).
+    ``fused=True`` runs reimpl's numba kernel on CPU float32/float64 params and
+    torch's fused kernel on the others.
     """
 
     def __init__(
@@ -746,6 +828,8 @@ class Adam(Optimizer):
                 capturable=group["capturable"],
                 differentiable=group["differentiable"],
                 fused=group["fused"],
+                grad_scale=getattr(self, "grad_scale", None),
+                found_inf=getattr(self, "found_inf", None),
                 decoupled_weight_decay=group["decoupled_weight_decay"],
                 trace=trace,
             )

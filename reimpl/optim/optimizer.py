@@ -125,6 +125,24 @@ def _check_capturable_devices(
         )
 
 
+def _check_no_amp_scaling(grad_scale: Any, found_inf: Any) -> None:
+    """Only fused kernels take AMP's ``grad_scale``/``found_inf`` (GradScaler sets
+    them on optimizers with ``_step_supports_amp_scaling``); the others refuse."""
+    if grad_scale is not None or found_inf is not None:
+        raise AssertionError("Expected grad_scale and found_inf to be None")
+
+
+def _on_device(
+    cache: dict[torch.device, torch.Tensor], t: torch.Tensor | None, device: torch.device
+) -> torch.Tensor | None:
+    """``t`` (AMP's scale or inf flag) on ``device``, copied there once per step."""
+    if t is None:
+        return None
+    if device not in cache:
+        cache[device] = t.to(device, non_blocking=True)
+    return cache[device]
+
+
 @mirrors("torch.optim.optimizer._default_to_fused_or_foreach")
 def _default_to_fused_or_foreach(
     params: list[torch.Tensor], differentiable: bool, use_fused: bool = False

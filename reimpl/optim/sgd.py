@@ -10,8 +10,12 @@ written so autograd can follow it, and a tensor ``lr`` or ``weight_decay``
 that requires grad enters the update as a tensor (``addcmul_``) instead of a
 Python number, so hyper-gradients reach it, as in torch.
 
-Left out: AMP ``grad_scale``/``found_inf``, TorchScript and ``torch.compile``
-branches.
+With ``fused=True`` the optimizer tells ``torch.amp.GradScaler`` that it
+unscales gradients itself (``_step_supports_amp_scaling``): the scaler's
+``grad_scale`` and ``found_inf`` go to torch's fused kernel, which unscales and
+skips the step on an overflow.
+
+Left out: TorchScript and ``torch.compile`` branches.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from reimpl._trace import mirrors
 from .optimizer import (
     Optimizer,
     ParamsT,
+    _check_no_amp_scaling,
     _default_to_fused_or_foreach,
     _device_dtype_check_for_fused,
     _group_tensors_by_device_and_dtype,
     _GroupTrace,
+    _on_device,
     _to_scalar,
     _use_grad_for_differentiable,
 )
@@ -57,9 +63,12 @@ def _single_tensor_sgd(
     nesterov: bool,
     maximize: bool,
     has_sparse_grad: bool,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     trace: _GroupTrace | None = None,
 ) -> None:
     """One parameter at a time: grad (+ weight decay) -> momentum buffer -> step."""
+    _check_no_amp_scaling(grad_scale, found_inf)
     lr = _to_scalar(lr)
     for i, param in enumerate(params):
         if trace is not None:
@@ -102,9 +111,12 @@ def _multi_tensor_sgd(
     nesterov: bool,
     maximize: bool,
     has_sparse_grad: bool,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     trace: _GroupTrace | None = None,
 ) -> None:
     """The same rule with one foreach kernel per op over each device/dtype bucket."""
+    _check_no_amp_scaling(grad_scale, found_inf)
     if len(params) == 0:
         return
     lr = _to_scalar(lr)
@@ -162,6 +174,8 @@ def _fused_sgd(
     nesterov: bool,
     maximize: bool,
     has_sparse_grad: bool,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     trace: _GroupTrace | None = None,
 ) -> None:
     """torch's fused kernel: the whole rule in one pass over memory per bucket."""
@@ -174,8 +188,10 @@ def _fused_sgd(
     if is_first_step:
         for i, g in enumerate(grads):
             momentum_buffer_list[i] = torch.empty_like(g)
+    grad_scale_dict: dict = {}
+    found_inf_dict: dict = {}
     grouped = _group_tensors_by_device_and_dtype([params, grads, momentum_buffer_list])
-    for (device_params, device_grads, device_bufs), indices in grouped.values():
+    for (device, _), ((device_params, device_grads, device_bufs), indices) in grouped.items():
         if trace is not None:
             marks = trace.begin_all(len(indices))
         torch._fused_sgd_(
@@ -189,8 +205,8 @@ def _fused_sgd(
             nesterov=nesterov,
             maximize=maximize,
             is_first_step=is_first_step,
-            grad_scale=None,
-            found_inf=None,
+            grad_scale=_on_device(grad_scale_dict, grad_scale, device),
+            found_inf=_on_device(found_inf_dict, found_inf, device),
         )
         if trace is not None:
             trace.end_all(indices, marks, device_params, "fused", _FUSED)
@@ -204,6 +220,8 @@ def sgd(
     has_sparse_grad: bool = False,
     foreach: bool | None = None,
     fused: bool | None = None,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     *,
     weight_decay: float,
     momentum: float,
@@ -237,6 +255,8 @@ def sgd(
         nesterov=nesterov,
         has_sparse_grad=has_sparse_grad,
         maximize=maximize,
+        grad_scale=grad_scale,
+        found_inf=found_inf,
         trace=trace,
     )
 
@@ -353,6 +373,8 @@ class SGD(Optimizer):
                 has_sparse_grad=has_sparse_grad,
                 foreach=group["foreach"],
                 fused=group["fused"],
+                grad_scale=getattr(self, "grad_scale", None),
+                found_inf=getattr(self, "found_inf", None),
                 trace=trace,
             )
             if group["momentum"] != 0:

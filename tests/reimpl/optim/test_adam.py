@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 from optim_parity import raised, run_twins, twin_params
+from sinks import ListSink
 
 import reimpl.optim
+from reimpl import _trace
 from reimpl.optim import adam as adam_module
 
 PATHS = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
@@ -154,3 +156,40 @@ def test_sparse_gradient_error_matches_torch() -> None:
         lib.optim.Adam([p]).step()
 
     assert raised(lambda: attempt(reimpl)) == raised(lambda: attempt(torch))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_fused_half_precision_runs_torchs_kernel(name: str, dtype: torch.dtype) -> None:
+    """The numba kernel has no half types: those params take torch's fused kernel."""
+    run_twins(name, {"lr": 0.01, "fused": True, "amsgrad": True}, {"lr": 0.003}, dtype, steps=5)
+
+
+def test_fused_mixes_both_kernels_in_one_group() -> None:
+    """float32 params take the numba kernel, a bfloat16 one torch's; each is traced."""
+
+    def params() -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        w = torch.randn(4, 3, generator=g)
+        kinds = (w, w[0].to(torch.bfloat16), w[1])
+        return [t.clone().requires_grad_() for t in kinds]
+
+    theirs_p, ours_p = params(), params()
+    t_opt = torch.optim.AdamW(theirs_p, lr=0.01, fused=True)
+    r_opt = reimpl.optim.AdamW(ours_p, lr=0.01, fused=True)
+    sink = ListSink()
+    _trace.attach(sink)
+    try:
+        for step in range(3):
+            for t, o in zip(theirs_p, ours_p):
+                g = torch.randn(t.shape, generator=torch.Generator().manual_seed(step))
+                t.grad, o.grad = g.to(t.dtype), g.to(o.dtype)
+            t_opt.step()
+            r_opt.step()
+    finally:
+        _trace.detach()
+    for t, o, tol in zip(theirs_p, ours_p, (1e-6, 0.0, 1e-6)):
+        torch.testing.assert_close(o, t, rtol=tol, atol=tol)
+    updates = sink.of_kind("optim.update")
+    assert sorted(u[8]["param"] for u in updates) == sorted([0, 1, 2] * 3)
+    assert {u[8]["path"] for u in updates} == {"fused"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import io
 import pickle
 import warnings
@@ -447,3 +448,18 @@ def test_detached_records_nothing() -> None:
     p.grad = torch.ones(2)
     reimpl.optim.SGD([p], lr=0.1).step()
     assert s.records == []
+
+
+# --- the functional API ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "adagrad", "rmsprop"])
+def test_functional_signatures_are_torchs(name: str) -> None:
+    """Same parameter names, order, kinds and defaults as torch's functional API
+    (``grad_scale``/``found_inf`` included), so a positional call means the same;
+    reimpl adds only the keyword ``trace``."""
+    torch_function = getattr(importlib.import_module(f"torch.optim.{name}"), name)
+    theirs = inspect.signature(inspect.unwrap(torch_function))
+    ours = inspect.signature(getattr(importlib.import_module(f"reimpl.optim.{name}"), name))
+    described = [(n, p.kind, p.default) for n, p in ours.parameters.items() if n != "trace"]
+    assert described == [(n, p.kind, p.default) for n, p in theirs.parameters.items()]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import time
 from datetime import timedelta
 
 import torch
@@ -46,7 +47,9 @@ def build_model(classes: int = 10) -> nn.Module:
 def init_distributed(
     rank: int, world_size: int, backend: str, init_method: str, timeout_s: float = 60.0
 ) -> None:
-    """init_process_group, with a message that says which rank failed to show up."""
+    """init_process_group, with a message that says which rank failed to show up
+    and how long it really waited (gloo's rendezvous can outlast ``timeout``)."""
+    started = time.monotonic()
     try:
         dist.init_process_group(
             backend,
@@ -60,8 +63,9 @@ def init_distributed(
             raise
         raise TimeoutError(
             f"rank {rank}: not every one of the {world_size} ranks joined the process group "
-            f"at {init_method} within {timeout_s:g} s (a rank never started or crashed "
-            f"before init_process_group). Original error: {err}"
+            f"at {init_method}: gave up after {time.monotonic() - started:.0f} s "
+            f"(timeout {timeout_s:g} s; a rank never started or crashed before "
+            f"init_process_group). Original error: {err}"
         ) from err
 
 

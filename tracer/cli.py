@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tracer.file.errors import TraceError
+from tracer.file.errors import TraceError, one_line
 
 
 def _default_output(target: str, module: bool) -> str:
@@ -23,7 +23,7 @@ def load_reporting(path: str):  # -> Trace; tracer.file.trace imports numba: kee
 
     trace = load(path)
     for warning in trace.warnings:
-        print(f"torchscope: warning: {path}: {warning}", file=sys.stderr)
+        print(one_line(f"torchscope: warning: {path}: {warning}"), file=sys.stderr)
     return trace
 
 
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(ns.func(ns) or 0)
     except TraceError as exc:
-        print(f"torchscope: {exc}", file=sys.stderr)
+        print(one_line(f"torchscope: {exc}"), file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from textual.app import App
 from textual.binding import Binding
 
+from tracer.file.errors import one_line
 from tui.messages import LoadFailed, TraceLoaded
 from tui.screens.help import HelpScreen
 from tui.screens.loading import LoadingScreen
@@ -35,6 +36,8 @@ class TorchscopeApp(App[int]):
 
     def on_trace_loaded(self, message: TraceLoaded) -> None:
         self.switch_screen(MainScreen(message.model))
+        for warning in message.model.trace.warnings:  # a damaged block left out, a recovery
+            self.notify(one_line(warning), title="trace", severity="warning", timeout=20)
 
     def on_load_failed(self, message: LoadFailed) -> None:
         self.failed = True

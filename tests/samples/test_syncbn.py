@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch.distributed as dist
 
@@ -25,4 +27,6 @@ def test_a_rank_that_never_starts_gives_a_clear_timeout():
         syncbn.init_distributed(0, 2, "gloo", init_method, timeout_s=1)
     assert "not every one of the 2 ranks joined the process group" in str(err.value)
     assert "1/2 clients joined" in str(err.value)
+    waited = float(re.search(r"gave up after (\d+) s \(timeout 1 s", str(err.value)).group(1))
+    assert waited >= 1  # the time it really waited, not the timeout it was given
     assert not dist.is_initialized()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from torchscope_cli import torchscope
 
 import tracer
 
@@ -24,12 +23,6 @@ SCRIPT = textwrap.dedent(
     sys.exit(int(sys.argv[2]))
     """
 )
-
-
-def torchscope(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tracer.cli", *args], capture_output=True, text=True, cwd=cwd
-    )
 
 
 @pytest.fixture

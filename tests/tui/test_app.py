@@ -276,3 +276,19 @@ async def test_views_jump_to_spans_in_calls(sample, tmp_path):
         await ready(pilot)
         row = _calls(app).tree.cursor_row
         assert tabs.active == "calls" and t.name_of(row) == "features.1"
+
+
+async def test_a_damaged_block_is_announced_in_the_viewer(sample, tmp_path):
+    """The warning every command prints reaches the TUI too, as a notification."""
+    path = tmp_path / "damaged.tsdb"
+    shutil.copy(sample, path)
+    with sqlite3.connect(path) as conn:  # one changed byte in a worker's block
+        rowid, starts = conn.execute("SELECT id, starts FROM blocks WHERE part=2").fetchone()
+        flipped = bytes([starts[0] ^ 1]) + bytes(starts[1:])
+        conn.execute("UPDATE blocks SET starts=? WHERE id=?", (flipped, rowid))
+    app = TorchscopeApp(str(path))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        assert isinstance(app.screen, MainScreen)
+        messages = [n.message for n in app._notifications]
+        assert any("checksum mismatch" in m and "left out" in m for m in messages), messages

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tracer.analyze import aggregate
+from tracer.file.errors import one_line
 from tracer.file.trace import Trace
 
 
@@ -144,7 +145,7 @@ def render_text(summary: dict[str, Any]) -> str:
         f"  {t['spans']:,} spans"
         for t in summary["threads"]
     ]
-    out += [f"warning: {w}" for w in summary["warnings"]]
+    out += [one_line(f"warning: {w}") for w in summary["warnings"]]
     return "\n".join(out)
 
 

@@ -165,7 +165,9 @@ class Trace:
         """Yields (rowid, row, crc) in write order; a damaged file yields what is readable."""
         query = f"SELECT id, {BLOCK_COLUMNS}, crc FROM blocks"
         try:
-            for r in conn.execute(query + " ORDER BY part, seq").fetchall():
+            # rowid order: ORDER BY (part, seq) would copy every blob through a sorter
+            # (0.13 s a million spans); the decoded blocks are sorted afterwards
+            for r in conn.execute(query).fetchall():
                 yield r[0], r[1:-1], r[-1]
             return
         except sqlite3.DatabaseError as exc:

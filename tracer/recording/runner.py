@@ -47,7 +47,7 @@ def _raised_by_runpy(exc: BaseException) -> bool:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and os.path.basename(tb.tb_frame.f_code.co_filename) == "runpy.py"
+    return tb is not None and tb.tb_frame.f_globals.get("__name__") == "runpy"
 
 
 def run_under_recorder(

@@ -14,8 +14,8 @@ The classes come in torch's order in its file; within the file that runs
 from the base class through simple multiplicative schedules to the cyclic
 ones. Each ``step`` records a ``sched.step`` span with the old and new lrs.
 
-Left out: tensor learning rates are carried through (``_update_param_group_val``)
-but not tested; nothing else.
+Tensor learning rates are filled in place (``_update_param_group_val``), as in
+torch. Left out: nothing of behaviour.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ other (``ConcatDataset``, ``ChainDataset``) or a selection (``Subset``,
 ``random_split``, which draws the same permutation as torch for the same
 generator).
 
-Left out: the deprecated ``ConcatDataset.cummulative_sizes`` alias.
+Left out: nothing of behaviour.
 """
 
 from __future__ import annotations
@@ -181,6 +181,16 @@ class ConcatDataset(Dataset[_T_co]):
         dataset_idx = bisect.bisect_right(self.cumulative_sizes, idx)
         sample_idx = idx if dataset_idx == 0 else idx - self.cumulative_sizes[dataset_idx - 1]
         return self.datasets[dataset_idx][sample_idx]
+
+    @property
+    def cummulative_sizes(self) -> list[int]:
+        """The old, misspelt name, kept (with a warning) for code written against it."""
+        warnings.warn(
+            "`cummulative_sizes` attribute is renamed to `cumulative_sizes`",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.cumulative_sizes
 
 
 @mirrors("torch.utils.data.dataset.ChainDataset")

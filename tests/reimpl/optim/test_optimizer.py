@@ -463,3 +463,25 @@ def test_functional_signatures_are_torchs(name: str) -> None:
     ours = inspect.signature(getattr(importlib.import_module(f"reimpl.optim.{name}"), name))
     described = [(n, p.kind, p.default) for n, p in ours.parameters.items() if n != "trace"]
     assert described == [(n, p.kind, p.default) for n, p in theirs.parameters.items()]
+
+
+def test_torchs_swap_in_helper_works_on_a_reimpl_optimizer() -> None:
+    """reimpl does not mirror ``torch.optim.swap_in_optimizer_params_and_state``:
+    it only touches ``param_groups`` and ``state``, so torch's own serves."""
+
+    def run(lib) -> tuple:
+        live = [torch.ones(3, requires_grad=True)]
+        opt = lib.optim.Adam(live, lr=0.1)
+        live[0].grad = torch.ones(3)
+        opt.step()
+        swapped = torch.zeros(3, requires_grad=True)
+        swapped.grad = torch.ones(3)
+        state = opt.state_dict()
+        with torch.optim.swap_in_optimizer_params_and_state(opt, {"w": swapped}, state):
+            opt.step()
+        return live[0].detach(), swapped.detach(), state["state"][0]["step"], opt.state[live[0]]
+
+    ours, theirs = run(reimpl), run(torch)
+    assert_close_tree(list(ours), list(theirs), 0.0)
+    # the step updated the swapped-in weight; the live one kept its first step
+    assert torch.allclose(ours[0], torch.full((3,), 0.9)) and torch.allclose(ours[1], -ours[0] / 9)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.utils.data as T
 from data_parity import normalize, same_error
+from parity import same_warnings
 
 import reimpl.utils.data as R
 
@@ -84,6 +85,17 @@ def test_concat_dataset() -> None:
         assert theirs is not None and ours == theirs
     with pytest.raises(AssertionError, match="does not support IterableDataset"):
         R.ConcatDataset([_Stream([1])])
+
+
+def test_concat_dataset_old_alias_warns_like_torch() -> None:
+    sizes = {}
+
+    def read(lib) -> None:
+        sizes[lib.__name__] = lib.ConcatDataset([[0, 1, 2], [3, 4]]).cummulative_sizes
+
+    messages = same_warnings(lambda: read(T), lambda: read(R))
+    assert messages == ["`cummulative_sizes` attribute is renamed to `cumulative_sizes`"]
+    assert sizes[R.__name__] == sizes[T.__name__] == [3, 5]
 
 
 def test_chain_dataset() -> None:

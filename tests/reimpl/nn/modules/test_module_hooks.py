@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import torch
 from parity import raised, same_error
+from sinks import ListSink
 from twins import R, T, pair_of
 
+from reimpl import _trace
 from reimpl.nn.modules import module as rmod
 
 X = torch.randn(4, 3)
@@ -33,8 +35,14 @@ def fmt(x: Any) -> Any:
     return x
 
 
-def run_both(scenario: Callable[[Any, Any, list], Any]) -> list:
-    """Runs ``scenario(lib, module_mod, log)`` on both libraries; returns torch's log."""
+def run_both(scenario: Callable[[Any, Any, list], Any], *, expect: str) -> list:
+    """Runs ``scenario(lib, module_mod, log)`` on both libraries; returns torch's log.
+
+    ``expect`` is ``"result"`` when the scenario must finish on both sides, or
+    the name of the exception both must raise: two logs that agree because
+    both sides raised the same unexpected error (say, a global flag left by
+    another test) are not parity.
+    """
     logs = []
     for lib, mod in ((T, TMOD), (R, rmod)):
         log: list = []
@@ -49,6 +57,9 @@ def run_both(scenario: Callable[[Any, Any, list], Any]) -> list:
         log.append(("warnings", [(w.category.__name__, str(w.message)) for w in got]))
         logs.append(log)
     assert logs[1] == logs[0]
+    outcome = logs[0][-2]  # ("result", value) or ("raised", type name, message)
+    got = outcome[0] if outcome[0] == "result" else outcome[1]
+    assert got == expect, f"expected {expect}, both sides gave {outcome}"
     return logs[0]
 
 
@@ -78,7 +89,7 @@ def test_forward_pre_hooks_order_prepend_and_returns() -> None:
         m.head.register_forward_pre_hook(logger(log, "head"))
         return step(m)
 
-    log = run_both(scenario)
+    log = run_both(scenario, expect="result")
     assert [e[0] for e in log[:3]] == ["b-prepended", "a", "after-double"]
 
 
@@ -94,7 +105,7 @@ def test_forward_pre_hook_with_kwargs() -> None:
         m.register_forward_pre_hook(logger(log, "plain"))
         return m(torch.ones(2), scale=2.0)
 
-    run_both(scenario)
+    run_both(scenario, expect="result")
 
 
 def test_forward_pre_hook_with_kwargs_bad_return() -> None:
@@ -103,7 +114,7 @@ def test_forward_pre_hook_with_kwargs_bad_return() -> None:
         m.register_forward_pre_hook(lambda module, args, kwargs: 5, with_kwargs=True)
         return m(torch.ones(2))
 
-    log = run_both(scenario)
+    log = run_both(scenario, expect="RuntimeError")
     assert log[0][0] == "raised" and "forward pre-hook must return None" in log[0][2]
 
 
@@ -121,7 +132,71 @@ def test_forward_hooks_flags_and_returns() -> None:
         m.block.register_forward_hook(logger(log, "sees-halved"), always_call=True)
         return step(m)
 
-    run_both(scenario)
+    run_both(scenario, expect="result")
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
+def test_forward_hooks_with_kwargs_receive_the_call_keywords(traced: bool) -> None:
+    """A ``with_kwargs=True`` forward hook, on the module or global, gets the
+    call's keyword arguments (as a kwargs pre-hook left them), not ``{}``; and
+    so does an always-called one when forward raises. ``traced``: reimpl runs
+    with a sink attached, where hooks go through the span-recording path."""
+    sinks: list[ListSink] = []
+
+    def run(lib: Any, call: Callable[[], Any]) -> Any:
+        if not (traced and lib is R):
+            return call()
+        sinks.append(ListSink())
+        _trace.attach(sinks[-1])
+        try:
+            return call()
+        finally:
+            _trace.detach()
+
+    def scenario(lib, mod, log):
+        m = lib.KW()
+        m.register_forward_pre_hook(
+            lambda module, args, kwargs: (args, {**kwargs, "scale": kwargs["scale"] + 1}),
+            with_kwargs=True,
+        )
+
+        def kw(module, args, kwargs, output):
+            log.append(("kw", fmt(args), fmt(kwargs), fmt(output)))
+            return output[0] * kwargs["scale"], output[1]
+
+        m.register_forward_hook(kw, with_kwargs=True)
+        g = mod.register_module_forward_hook(
+            lambda module, args, kwargs, out: log.append(("g-kw", fmt(kwargs))), with_kwargs=True
+        )
+        try:
+            return run(lib, lambda: m(torch.ones(2), scale=2.0))
+        finally:
+            g.remove()
+
+    log = run_both(scenario, expect="result")
+    assert log[:2] == [
+        ("g-kw", {"scale": 3.0}),
+        ("kw", (("T", (2,), 2.0),), {"scale": 3.0}, (("T", (2,), 6.0), ("T", (2,), 8.0))),
+    ]
+    assert log[2] == ("result", (("T", (2,), 18.0), ("T", (2,), 8.0)))
+
+    def failing(lib, mod, log):
+        class FailingKW(lib.nn.Module):
+            def forward(self, x: torch.Tensor, *, scale: float) -> torch.Tensor:
+                raise ValueError(f"forward failed at scale {scale}")
+
+        m = FailingKW()
+        m.register_forward_hook(
+            lambda module, args, kwargs, out: log.append(("always-kw", fmt(kwargs), out)),
+            with_kwargs=True,
+            always_call=True,
+        )
+        return run(lib, lambda: m(torch.ones(1), scale=3.0))
+
+    log = run_both(failing, expect="ValueError")
+    assert log[0] == ("always-kw", {"scale": 3.0}, None)
+    if traced:
+        assert [len(s.of_kind("hook.forward")) for s in sinks] == [2, 1]
 
 
 def test_always_call_hooks_run_when_forward_raises() -> None:
@@ -142,7 +217,7 @@ def test_always_call_hooks_run_when_forward_raises() -> None:
         finally:
             g.remove(), g2.remove()
 
-    log = run_both(scenario)
+    log = run_both(scenario, expect="ValueError")
     assert ("raised", "ValueError", "forward failed") in log
 
 
@@ -157,7 +232,7 @@ def test_always_called_hook_not_rerun_when_a_later_hook_raises() -> None:
         m.register_forward_hook(boom)
         return m(torch.ones(1))
 
-    log = run_both(scenario)
+    log = run_both(scenario, expect="RuntimeError")
     assert [e[0] for e in log].count("always") == 1
 
 
@@ -174,7 +249,7 @@ def test_full_backward_hooks() -> None:
         m.head.register_full_backward_pre_hook(logger(log, "head-pre"))
         return step(m)
 
-    log = run_both(scenario)
+    log = run_both(scenario, expect="result")
     kinds = [e[0] for e in log]
     assert (
         kinds.index("head-pre") < kinds.index("pre") < kinds.index("bw-first") < kinds.index("bw")
@@ -211,14 +286,14 @@ def test_full_backward_hook_wrong_length_and_no_input_grad() -> None:
         (out[0].sum() + out[1].sum()).backward()
         return out
 
-    for scenario in (
-        bad_length,
-        bad_pre_length,
-        no_input_grad,
-        no_input_grad_bad_return,
-        non_tensor_output,
+    for scenario, expect in (
+        (bad_length, "RuntimeError"),
+        (bad_pre_length, "RuntimeError"),
+        (no_input_grad, "result"),
+        (no_input_grad_bad_return, "RuntimeError"),
+        (non_tensor_output, "result"),
     ):
-        run_both(scenario)
+        run_both(scenario, expect=expect)
 
 
 def test_deprecated_backward_hook_and_its_warnings() -> None:
@@ -250,8 +325,14 @@ def test_deprecated_backward_hook_and_its_warnings() -> None:
         m.register_full_backward_hook(logger(log, "new"))
         return m.register_backward_hook(logger(log, "old"))
 
-    for scenario in (single_node, multi_node, tuple_out, mixing, mixing_other_way):
-        run_both(scenario)
+    for scenario, expect in (
+        (single_node, "result"),
+        (multi_node, "result"),
+        (tuple_out, "result"),
+        (mixing, "RuntimeError"),
+        (mixing_other_way, "RuntimeError"),
+    ):
+        run_both(scenario, expect=expect)
 
 
 def test_global_forward_and_backward_hooks() -> None:
@@ -276,31 +357,70 @@ def test_global_forward_and_backward_hooks() -> None:
             for h in handles:
                 h.remove()
 
-    log = run_both(scenario)
+    log = run_both(scenario, expect="result")
     names = [e[0] for e in log]
     assert names.index("g-pre") < names.index("local-pre")
 
 
-def test_global_backward_hook_kinds_exclude_each_other() -> None:
+@pytest.mark.parametrize(
+    "register",
+    [
+        "register_module_forward_pre_hook",
+        "register_module_forward_hook",
+        "register_module_full_backward_pre_hook",
+        "register_module_full_backward_hook",
+        "register_module_backward_hook",
+    ],
+)
+def test_one_global_hook_alone_reaches_modules_without_hooks(register: str) -> None:
+    """A single global hook of each kind takes every module off the no-hook fast path."""
+
     def scenario(lib, mod, log):
-        h = mod.register_module_backward_hook(logger(log, "g-old"))
+        mod._global_is_full_backward_hook = None  # whatever an earlier test left
+        h = getattr(mod, register)(logger(log, "global"))
+        try:
+            return step(lib.Net())
+        finally:
+            h.remove()
+
+    log = run_both(scenario, expect="result")
+    assert {e[1][0] for e in log if e[0] == "global"} >= {"Lin", "Block", "Act", "Stat"}
+
+
+CANNOT_MIX = (
+    "RuntimeError",
+    "Cannot use both regular backward hooks and full backward hooks as a global Module hook. "
+    "Please use only one of them.",
+)
+
+
+@pytest.mark.parametrize(
+    "first, other, flag",
+    [
+        ("register_module_backward_hook", "register_module_full_backward_hook", False),
+        ("register_module_full_backward_hook", "register_module_backward_hook", True),
+    ],
+)
+def test_global_backward_hook_kinds_exclude_each_other(first: str, other: str, flag: bool) -> None:
+    """The first global backward hook fixes the kind for the whole process: the
+    other kind is refused while it is registered, and still after its handle is
+    removed (the flag stays). Each side starts from a clear flag, so the result
+    does not depend on what ran before."""
+
+    def scenario(lib, mod, log):
+        mod._global_is_full_backward_hook = None  # whatever an earlier test left
+        h = getattr(mod, first)(logger(log, "first"))
         try:
             step(lib.Act())
-            return raised(lambda: mod.register_module_full_backward_hook(logger(log, "x")))
+            during = raised(lambda: getattr(mod, other)(logger(log, "x")))
         finally:
             h.remove()
-            mod._global_is_full_backward_hook = None
+        after = raised(lambda: getattr(mod, other)(logger(log, "y")))
+        return during, after, mod._global_is_full_backward_hook
 
-    def other_way(lib, mod, log):
-        h = mod.register_module_full_backward_hook(logger(log, "g-new"))
-        try:
-            return raised(lambda: mod.register_module_backward_hook(logger(log, "x")))
-        finally:
-            h.remove()
-            mod._global_is_full_backward_hook = None
-
-    run_both(scenario)
-    run_both(other_way)
+    log = run_both(scenario, expect="result")
+    assert log[-2] == ("result", (CANNOT_MIX, CANNOT_MIX, flag))
+    assert [e[0] for e in log[:-2]] == ["first"]  # the hook ran in the backward
 
 
 def test_handles_remove_and_context_manager() -> None:
@@ -319,7 +439,7 @@ def test_handles_remove_and_context_manager() -> None:
             len(m._forward_pre_hooks),
         )
 
-    log = run_both(scenario)
+    log = run_both(scenario, expect="result")
     assert log[-2] == ("result", (0, 0, 0, 0))
 
 
@@ -334,7 +454,7 @@ def test_hook_on_output_warning_for_non_tensor_result() -> None:
         out = m(X.clone().requires_grad_())
         return out
 
-    run_both(scenario)
+    run_both(scenario, expect="result")
 
 
 def test_no_hooks_takes_fast_path() -> None:
@@ -357,4 +477,4 @@ def test_backward_pre_hook_handle_and_prepend(prepend: bool) -> None:
         h.remove()
         return step(m)
 
-    run_both(scenario)
+    run_both(scenario, expect="result")

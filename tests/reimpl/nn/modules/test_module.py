@@ -117,6 +117,34 @@ def test_attribute_routing_moves_between_dicts() -> None:
     same_error(lambda: setattr(t, "b", 3), lambda: setattr(r, "b", 3))
 
 
+def test_assignment_moves_a_name_out_of_every_other_dict() -> None:
+    """A parameter assigned over a buffer (persistent or not) or a module, and a
+    module over a buffer: the name lives in one dict only, as in torch."""
+
+    def layout(lib):
+        m = lib.Lin(2, 2)
+        m.register_buffer("b", torch.zeros(1))
+        m.register_buffer("scratch", torch.zeros(1), persistent=False)
+        m.sub = lib.Act()
+        m.register_buffer("b2", torch.zeros(1))
+        m.b = lib.nn.Parameter(torch.ones(1))
+        m.scratch = lib.nn.Parameter(torch.ones(1))
+        m.sub = lib.nn.Parameter(torch.ones(1))
+        m.b2 = lib.Act()
+        return (
+            list(m._parameters),
+            list(m._buffers),
+            list(m._modules),
+            sorted(m._non_persistent_buffers_set),
+            list(m.state_dict()),
+            [n for n, _ in m.named_buffers()],
+        )
+
+    ours = layout(R)
+    assert ours == layout(T)
+    assert ours[1] == [] and ours[3] == []
+
+
 class _Early:
     """Assignments made before Module.__init__ has run."""
 

@@ -49,6 +49,7 @@ def cmd_record(ns: argparse.Namespace) -> int:
         depth=ns.depth,
         backward_spans=not ns.no_backward_spans,
         append=ns.append,
+        check=ns.check,
     )
 
 
@@ -135,6 +136,21 @@ def cmd_imports(ns: argparse.Namespace) -> int:
     return code
 
 
+def cmd_check(ns: argparse.Namespace) -> int:
+    """Runs the detectors, stores their findings in the trace, prints them;
+    exit status 1 when one reaches --fail-on (for CI)."""
+    from tracer.analyze.check.report import check, failing, render_json, render_text
+
+    trace = load_reporting(ns.file)
+    try:
+        findings = check(trace, ns.rule)
+    except ValueError as exc:  # an unknown rule id
+        print(f"torchscope check: {exc}", file=sys.stderr)
+        return 2
+    print(render_json(trace, findings) if ns.json else render_text(trace, findings))
+    return 1 if failing(findings, ns.fail_on) else 0
+
+
 def cmd_view(ns: argparse.Namespace) -> int:
     """Opens a trace in the interactive viewer (the TUI)."""
     from tracer.demo import find_viewer
@@ -200,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--depth", type=int, default=40, help="--deep: deepest call stack kept")
     p.add_argument(
+        "--check",
+        action="store_true",
+        help="run `torchscope check` on the trace when the program ends",
+    )
+    p.add_argument(
         "--append",
         action="store_true",
         help="add this run to an existing trace instead of replacing it",
@@ -224,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=40, help="--deep: deepest call stack kept")
     p.add_argument("--top", type=int, default=15, help="rows in the top lists")
     p.set_defaults(func=cmd_imports)
+
+    p = sub.add_parser("check", help="find hook, thread, device and training-loop bugs")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="one JSON object (stable schema)")
+    p.add_argument("--rule", action="append", help="run only this rule (repeatable)")
+    p.add_argument(
+        "--fail-on",
+        choices=["info", "warning", "error", "never"],
+        default="error",
+        help="exit 1 when a finding of this severity or worse exists (default error)",
+    )
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("summary", help="totals per kind, top spans, processes, threads")
     p.add_argument("file")

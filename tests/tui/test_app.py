@@ -13,7 +13,7 @@ from tui_helpers import SIZE, ready, type_text
 
 import tracer
 from reimpl import _trace
-from tracer.file.store import insert_finding
+from tracer.file.findings import insert_finding
 from tui.app import TorchscopeApp, run_app
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen

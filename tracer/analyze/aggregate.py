@@ -97,7 +97,19 @@ def _sum_by(keys: np.ndarray, values: np.ndarray, n_keys: int) -> np.ndarray:
     return out
 
 
+def _inherit(parent: np.ndarray, order: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """Each span's nearest seeded ancestor-or-self (-1: none); ``order`` visits
+    parents before children. The replica a hook call ran in, for instance."""
+    out = seed.copy()
+    for row in order:
+        p = parent[row]
+        if out[row] < 0 and p >= 0:
+            out[row] = out[p]
+    return out
+
+
 parents = njit(cache=True, nogil=True)(_parents)
+inherit = njit(cache=True, nogil=True)(_inherit)
 self_times = njit(cache=True, nogil=True)(_self_times)
 depths = njit(cache=True, nogil=True)(_depths)
 call_paths = njit(cache=True, nogil=True)(_call_paths)

@@ -18,7 +18,8 @@ from tracer.analyze import aggregate
 from tracer.file import tables
 from tracer.file.blocks import Block, BlockError, Context, decode
 from tracer.file.errors import TraceError
-from tracer.file.store import BLOCK_COLUMNS, open_for_reading
+from tracer.file.reading import open_for_reading
+from tracer.file.store import BLOCK_COLUMNS
 from tracer.file.tables import ProcessInfo, ThreadInfo
 
 __all__ = ["ProcessInfo", "ThreadInfo", "Trace", "load"]

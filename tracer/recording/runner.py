@@ -61,6 +61,7 @@ def run_under_recorder(
     depth: int = DEFAULT_DEPTH,
     backward_spans: bool = True,
     append: bool = False,
+    check: bool = False,
 ) -> int:
     """Runs ``target`` (a path, or a module name when ``module``); returns its exit code.
 
@@ -149,4 +150,18 @@ def run_under_recorder(
     print(
         f"torchscope: trace written to {output} ({recorder.spans_written:,} spans)", file=sys.stderr
     )
+    if check:
+        found = _check(output)
+        return code or found
     return code
+
+
+def _check(output: str) -> int:
+    """``record --check``: the detectors on the finished trace; 1 on an error finding."""
+    from tracer.analyze.check.report import check, failing, render_text
+    from tracer.file.trace import load
+
+    trace = load(output)
+    findings = check(trace)
+    print(render_text(trace, findings), file=sys.stderr)
+    return 1 if failing(findings, "error") else 0

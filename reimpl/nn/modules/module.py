@@ -34,6 +34,7 @@ import functools
 import inspect
 import itertools
 import threading
+import types
 import warnings
 import weakref
 from collections import OrderedDict, namedtuple
@@ -1019,7 +1020,8 @@ class Module:
                     _TracedHook(h, "hook.backward", path) for h in full_backward_hooks
                 ]
                 non_full_backward_hooks = [
-                    _TracedHook(h, "hook.backward", path) for h in non_full_backward_hooks
+                    _TracedHook(h, "hook.backward", path, legacy=True)
+                    for h in non_full_backward_hooks
                 ]
 
             if _global_forward_pre_hooks or self._forward_pre_hooks:
@@ -1815,16 +1817,18 @@ class Module:
                 stacklevel=2,
             )
 
-        for p in self.parameters():
-            if p.grad is not None:
-                if set_to_none:
-                    p.grad = None
-                else:
-                    if p.grad.grad_fn is not None:
-                        p.grad.detach_()
+        # torchscope: a span, so `check` sees gradients cleared through the model
+        with _trace.span("module.zero_grad", type(self).__name__, set_to_none=set_to_none):
+            for p in self.parameters():
+                if p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
                     else:
-                        p.grad.requires_grad_(False)
-                    p.grad.zero_()
+                        if p.grad.grad_fn is not None:
+                            p.grad.detach_()
+                        else:
+                            p.grad.requires_grad_(False)
+                        p.grad.zero_()
 
     @mirrors("torch.nn.modules.module.Module.share_memory")
     def share_memory(self: T) -> T:
@@ -1965,7 +1969,7 @@ def _traced_call_with_hooks(
     return result
 
 
-def _run_hook(path: str, kind: str, hook: Callable, *args: Any) -> Any:
+def _run_hook(path: str, kind: str, hook: Callable, *args: Any, legacy: bool = False) -> Any:
     """Calls ``hook(*args)`` and records a ``hook.*`` span for it."""
     sink = _trace.sink
     if sink is None:
@@ -1974,27 +1978,63 @@ def _run_hook(path: str, kind: str, hook: Callable, *args: Any) -> Any:
     t0 = perf_counter_ns()
     name = _hook_name(hook)
     attrs: dict[str, Any] = {"hook": name, "hook_id": _hook_id(hook), "module": path}
+    attrs["source"] = _hook_source(hook)
+    if legacy:
+        attrs["legacy"] = True
+    state = _hook_state(hook)
+    before = {k: id(v) for k, v in state.items()} if state is not None else None
     try:
         return hook(*args)
     except BaseException as e:
         attrs["error"] = f"{type(e).__name__}: {e}"
         raise
     finally:
+        if before is not None:
+            # which of the hook object's own attributes this call rebound: the
+            # evidence of state shared by DataParallel replicas (identities only,
+            # never tensor data)
+            rebound = [k for k, v in state.items() if before.get(k) != id(v)]  # type: ignore[union-attr]
+            if rebound:
+                attrs["rebound"] = rebound
         sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), kind, name, _HOOK_FUNC, attrs))
+
+
+def _hook_state(hook: Callable) -> dict | None:
+    """The ``__dict__`` of the object a hook keeps its state in (the instance of
+    a bound method, or a callable object); None for plain functions."""
+    fn = _hook_target(hook)
+    owner = getattr(fn, "__self__", None)
+    if owner is None and not isinstance(fn, (types.FunctionType, types.BuiltinFunctionType)):
+        owner = fn
+    state = getattr(owner, "__dict__", None) if owner is not None else None
+    return state if isinstance(state, dict) else None
+
+
+def _hook_source(hook: Callable) -> str | None:
+    """``file:line`` of the hook's code, for a finding to point at."""
+    fn = _hook_target(hook)
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a callable object: its class's __call__
+        code = getattr(vars(type(fn)).get("__call__"), "__code__", None)
+    if code is None:
+        return None
+    return f"{code.co_filename}:{code.co_firstlineno}"
 
 
 class _TracedHook:
     """A backward hook wrapped so that its calls (on autograd's thread) record spans."""
 
-    __slots__ = ("hook", "kind", "path")
+    __slots__ = ("hook", "kind", "legacy", "path")
 
-    def __init__(self, hook: Callable, kind: str, path: str) -> None:
+    def __init__(self, hook: Callable, kind: str, path: str, legacy: bool = False) -> None:
         self.hook = hook
         self.kind = kind
         self.path = path
+        self.legacy = legacy  # registered with the deprecated register_backward_hook
 
     def __call__(self, *args: Any) -> Any:
-        return _run_hook(self.path, self.kind, self.hook, *args)
+        return _run_hook(self.path, self.kind, self.hook, *args, legacy=self.legacy)
 
 
 def _hook_target(hook: Callable) -> Any:

@@ -168,9 +168,9 @@ def test_read_only_trace_is_recovered_on_a_private_copy(tmp_path, monkeypatch):
     path = str(tmp_path / "t.tsdb")
     _hot_journal_trace(path)
     before = _bytes(path), _bytes(path + "-journal")
-    from tracer.file import store
+    from tracer.file import reading
 
-    monkeypatch.setattr(store.os, "access", lambda *a: False)
+    monkeypatch.setattr(reading.os, "access", lambda *a: False)
     t = tracer.load(path)
     assert t.n == 300 and any("private copy" in w for w in t.warnings)
     assert (_bytes(path), _bytes(path + "-journal")) == before

@@ -284,6 +284,24 @@ class Trace:
         slot = int(index[row - blocks.starts[b]])
         return dict(values[slot]) if slot >= 0 else {}
 
+    def attr_values(self, rows: np.ndarray, key: str, default: Any = None) -> np.ndarray:
+        """``attrs(row).get(key, default)`` for many rows at once (an object array):
+        one lookup per distinct attribute object, not per row."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.full(len(rows), default, dtype=object)
+        blocks = self._blocks
+        which = np.searchsorted(blocks.starts, rows, side="right") - 1
+        for b in np.unique(which).tolist():
+            index, values = blocks.attrs[b]
+            if index is None or not values:
+                continue
+            sel = np.flatnonzero(which == b)
+            table = np.empty(len(values) + 1, dtype=object)  # slot -1: the last, the default
+            table[:-1] = [v.get(key, default) for v in values]
+            table[-1] = default
+            out[sel] = table[index[rows[sel] - blocks.starts[b]]]
+        return out
+
     @cached_property
     def mirrors(self) -> dict[str, str]:
         """reimpl function -> the torch function it mirrors, as recorded."""

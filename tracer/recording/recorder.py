@@ -89,6 +89,9 @@ class Recorder:
         self.replaced: str | None = None  # what an existing trace at path was, if replaced
         self.flush_interval = flush_interval
         self.backward_spans = backward_spans  # module.backward spans (reimpl._trace)
+        # The native boundary stamp (reimpl/_native), chosen at start: ids then
+        # come from its counter, and each flush drains its buffers.
+        self.stamps: Any = None
         self._argv = list(sys.argv if argv is None else argv)
         self._meta = dict(meta or {})
         self._role: tuple[str, int | None] = ("main", None)
@@ -107,7 +110,11 @@ class Recorder:
     def _reset_buffers(self) -> None:
         self._buf: list[tuple] = []
         self.append = self._buf.append
-        self.next_id = itertools.count(1).__next__
+        if self.stamps is not None:  # a forked child starts its ids (and stamps) afresh
+            self.stamps.reset()
+            self.next_id = self.stamps.next_id
+        else:
+            self.next_id = itertools.count(1).__next__
         self._snapshots: list[tuple] = []
         self._thread_info: dict[int, tuple[str, str | None]] = {}
         self._thread_idx: dict[int, int] = {}
@@ -160,6 +167,11 @@ class Recorder:
         # the after-fork callbacks: that is where a child's part learns to close.
         mp_util.register_after_fork(self, _register_mp_finalizer)
         _trace.backward_spans = self.backward_spans
+        if self.backward_spans:
+            self.stamps = _trace.native_stamps()  # None: the Python hooks (said once)
+            if self.stamps is not None:
+                self.stamps.reset()
+                self.next_id = self.stamps.next_id
         _trace.attach(self)
         subprocesses.follow(self.path, self.run_id)
         return self
@@ -199,11 +211,15 @@ class Recorder:
             if store is None:
                 return 0
             buf = self._buf
-            n = len(buf)
-            records = buf[:n]
+            if self.stamps is not None:  # native stamps join the records (reimpl/_native)
+                records, taken = self.stamps.take(buf, final=not self.active)
+            else:
+                records = buf[: len(buf)]
+                taken = len(records)
+            n = len(records)
             # Appends from other threads only ever add at the end, so deleting
-            # the first n under the GIL loses nothing.
-            del buf[:n]
+            # the first ones under the GIL loses nothing.
+            del buf[:taken]
             snapshots, self._snapshots = self._snapshots, []
             batch = self._columns(records) if n else None
             threads, self._threads_dirty = self._threads_dirty, []
@@ -306,7 +322,10 @@ class Recorder:
         from tracer.recording.deep import merge
 
         with self._lock:
-            self._buf[:] = merge(self._buf[:], records)  # same list: append stays bound
+            buf = self._buf[:]
+            if self.stamps is not None:  # viztracer's calls end the recording: take all
+                buf = self.stamps.take(buf, final=True)[0]
+            self._buf[:] = merge(buf, records)  # same list: append stays bound
 
     def stop(self, status: str = "ok") -> None:
         """Stops emitting, writes what is left and closes this process's part."""

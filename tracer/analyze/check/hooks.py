@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
 
 import numpy as np
@@ -44,52 +43,61 @@ def shared_hook_state(trace: Trace) -> Iterator[Finding]:
     and the others read it. Evidence needs no error: a hook object called from
     two replicas of one ``parallel_apply`` that rebound an attribute of its own."""
     hooks = _rows_of_kinds(trace, HOOK_KINDS)
-    if not len(hooks):
+    replica = replica_of(trace)[hooks] if len(hooks) else hooks
+    rows = hooks[replica >= 0]
+    if not len(rows):
         return
-    replica = replica_of(trace)[hooks]
-    inside = hooks[replica >= 0]
-    calls: dict[tuple[int, int], list[int]] = defaultdict(list)  # (parallel_apply, hook) -> rows
-    for row, rep in zip(inside.tolist(), replica[replica >= 0].tolist()):
-        hook_id = trace.attrs(row).get("hook_id")
-        if hook_id is not None:
-            calls[(int(trace.parent[rep]), hook_id)].append(row)
+    hook_ids = trace.attr_values(rows, "hook_id", -1).astype(np.int64)
+    rebinds = np.array([bool(r) for r in trace.attr_values(rows, "rebound")], dtype=bool)
+    # one group per (parallel_apply, hook object): how many replica threads called
+    # it there, and whether any call rebound the object's state
+    applies = trace.parent[replica[replica >= 0]]
+    pairs, group = np.unique(np.stack([applies, hook_ids], axis=1), axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    per_thread = np.unique(np.stack([group, trace.thread[rows].astype(np.int64)], axis=1), axis=0)
+    n_threads = np.bincount(per_thread[:, 0], minlength=len(pairs))
+    rebound_any = np.bincount(group, weights=rebinds, minlength=len(pairs)) > 0
+    shared = np.flatnonzero((n_threads >= 2) & rebound_any & (pairs[:, 1] >= 0))
     reported: dict[int, Finding] = {}
-    for (apply, hook_id), rows in calls.items():
-        threads = {int(trace.thread[r]) for r in rows}
-        rebound = sorted({a for r in rows for a in trace.attrs(r).get("rebound", [])})
-        if len(threads) < 2 or not rebound:
-            continue
+    for g in shared.tolist():
+        apply, hook_id = int(pairs[g, 0]), int(pairs[g, 1])
         if hook_id in reported:  # one finding per hook object; count the forwards
             reported[hook_id].details["forwards"] += 1
             continue
-        attrs = trace.attrs(rows[0])
-        devices = sorted({d for r in rows if (d := _device(trace, r)) is not None})
-        reported[hook_id] = Finding(
-            rule="shared-hook-state",
-            severity="error",
-            message=(
-                f"hook {attrs.get('hook')} on {attrs.get('module')} is one object shared by "
-                f"{len(threads)} DataParallel replicas ({', '.join(devices) or 'threads'}) and "
-                f"rebinds {', '.join(rebound)} on every call: each replica overwrites what the "
-                "others stored, and reads another device's tensor"
-            ),
-            evidence=[*rows, apply] if apply >= 0 else rows,
-            fix=(
-                "Keep one value per replica: store it in a threading.local() or a dict keyed "
-                "by the output's device (self.stored[output.device] = output) and read it the "
-                "same way (samples/dataparallel_hooks.py --variant fixed)."
-            ),
-            details={
-                "hook": attrs.get("hook"),
-                "module": attrs.get("module"),
-                "source": attrs.get("source"),
-                "rebound": rebound,
-                "devices": devices,
-                "threads": [trace.threads[t].label for t in sorted(threads)],
-                "forwards": 1,
-            },
-        )
+        reported[hook_id] = _shared_hook_finding(trace, rows[group == g].tolist(), apply)
     yield from reported.values()
+
+
+def _shared_hook_finding(trace: Trace, rows: list[int], apply: int) -> Finding:
+    threads = sorted({int(trace.thread[r]) for r in rows})
+    rebound = sorted({a for r in rows for a in trace.attrs(r).get("rebound", [])})
+    attrs = trace.attrs(rows[0])
+    devices = sorted({d for r in rows if (d := _device(trace, r)) is not None})
+    return Finding(
+        rule="shared-hook-state",
+        severity="error",
+        message=(
+            f"hook {attrs.get('hook')} on {attrs.get('module')} is one object shared by "
+            f"{len(threads)} DataParallel replicas ({', '.join(devices) or 'threads'}) and "
+            f"rebinds {', '.join(rebound)} on every call: each replica overwrites what the "
+            "others stored, and reads another device's tensor"
+        ),
+        evidence=[*rows, apply] if apply >= 0 else rows,
+        fix=(
+            "Keep one value per replica: store it in a threading.local() or a dict keyed "
+            "by the output's device (self.stored[output.device] = output) and read it the "
+            "same way (samples/dataparallel_hooks.py --variant fixed)."
+        ),
+        details={
+            "hook": attrs.get("hook"),
+            "module": attrs.get("module"),
+            "source": attrs.get("source"),
+            "rebound": rebound,
+            "devices": devices,
+            "threads": [trace.threads[t].label for t in threads],
+            "forwards": 1,
+        },
+    )
 
 
 @rule(
@@ -102,7 +110,9 @@ def deprecated_backward_hook(trace: Trace) -> Iterator[Finding]:
     so for a module of several operations it sees the wrong grad_input; torch
     deprecates it. One finding per hook object, pointing at its first call."""
     seen: set[int] = set()
-    for row in _rows_of_kinds(trace, ("hook.backward",)).tolist():
+    rows = _rows_of_kinds(trace, ("hook.backward",))
+    legacy = rows[trace.attr_values(rows, "legacy", False).astype(bool)] if len(rows) else rows
+    for row in legacy.tolist():
         attrs = trace.attrs(row)
         if not attrs.get("legacy") or attrs.get("hook_id") in seen:
             continue

@@ -40,6 +40,8 @@ import torch
 from torch import Tensor
 from torch._C import DisableTorchFunctionSubclass
 
+from reimpl import _trace
+
 __all__ = [
     "SimTensor",
     "as_plain",
@@ -97,14 +99,14 @@ class SimTensor(Tensor):
             found = _INDEX.get(type(arg))
             if found is None:
                 if isinstance(arg, (Tensor, list, tuple)):
-                    index = _common_index((arg,), index)
+                    index = _common_index((arg,), index, func)
                 continue
             if found != index:
                 if index != -1:
-                    raise _mixed(index, found)
+                    raise _mixed(index, found, func, args)
                 index = found
         if kwargs:
-            index = _common_index(kwargs.values(), index)
+            index = _common_index(kwargs.values(), index, func)
         with DisableTorchFunctionSubclass():
             ret = func(*args, **kwargs)
         if type(ret) is Tensor and index > 0:
@@ -147,7 +149,7 @@ def _sim_class(index: int) -> type[SimTensor]:
     return cls
 
 
-def _common_index(args: Any, index: int) -> int:
+def _common_index(args: Any, index: int, func: Any = None) -> int:
     """The one simulated device of the tensors in ``args`` (-1 if none yet)."""
     for arg in args:
         found = _INDEX.get(type(arg))
@@ -157,14 +159,14 @@ def _common_index(args: Any, index: int) -> int:
                     continue  # a CPU scalar joins any device, as with CUDA
                 found = _plain_index(arg)
             elif isinstance(arg, (list, tuple)) and arg and isinstance(arg[0], Tensor):
-                index = _common_index(arg, index)  # torch.cat([a, b])
+                index = _common_index(arg, index, func)  # torch.cat([a, b])
                 continue
             else:
                 continue
         if index == -1:
             index = found
         elif found != index:
-            raise _mixed(index, found)
+            raise _mixed(index, found, func, args)
     return index
 
 
@@ -178,12 +180,37 @@ def _plain_index(t: Tensor) -> int:
     return 0
 
 
-def _mixed(a: int, b: int) -> RuntimeError:
-    """torch's message for an op that mixes two devices."""
+def _mixed(a: int, b: int, func: Any = None, args: Any = ()) -> RuntimeError:
+    """torch's message for an op that mixes two devices.
+
+    While recording, a ``device.mismatch`` instant names the op and each
+    tensor it was given (identity and device), so ``check`` can tell which
+    span produced the tensor that came from the other device.
+    """
+    if _trace.sink is not None:
+        tensors = [
+            {"tensor": id(t), "device": sim_device(_INDEX.get(type(t), 0))}
+            for t in _tensors_in(args)
+        ]
+        op = getattr(func, "__name__", None) or str(func)
+        _trace.instant(
+            "device.mismatch", op, devices=[sim_device(a), sim_device(b)], tensors=tensors
+        )
     return RuntimeError(
         "Expected all tensors to be on the same device, but found at least two devices, "
         f"{sim_device(a)} and {sim_device(b)}!"
     )
+
+
+def _tensors_in(args: Any) -> list[Tensor]:
+    """The tensors among an op's arguments, one list level deep (torch.cat([a, b]))."""
+    found = []
+    for arg in args:
+        if isinstance(arg, Tensor):
+            found.append(arg)
+        elif isinstance(arg, (list, tuple)):
+            found.extend(a for a in arg if isinstance(a, Tensor))
+    return found
 
 
 def _tag(ret: Any, index: int, args: tuple) -> Any:

@@ -1981,8 +1981,10 @@ def _run_hook(path: str, kind: str, hook: Callable, *args: Any, legacy: bool = F
     attrs["source"] = _hook_source(hook)
     if legacy:
         attrs["legacy"] = True
+    if kind == "hook.forward" and isinstance(args[-1], Tensor):
+        attrs["output_id"] = id(args[-1])  # to name the producer of a tensor used elsewhere
     state = _hook_state(hook)
-    before = {k: id(v) for k, v in state.items()} if state is not None else None
+    before = _state_marks(state) if state is not None else None
     try:
         return hook(*args)
     except BaseException as e:
@@ -1990,13 +1992,25 @@ def _run_hook(path: str, kind: str, hook: Callable, *args: Any, legacy: bool = F
         raise
     finally:
         if before is not None:
-            # which of the hook object's own attributes this call rebound: the
-            # evidence of state shared by DataParallel replicas (identities only,
-            # never tensor data)
-            rebound = [k for k, v in state.items() if before.get(k) != id(v)]  # type: ignore[union-attr]
+            # which of the hook object's own attributes this call rebound, and
+            # which of its containers it grew or shrank: the evidence of state
+            # shared by DataParallel replicas (identities and sizes, never data)
+            after = _state_marks(state)  # type: ignore[arg-type]
+            rebound = [k for k, (ident, _) in after.items() if before.get(k, (0, 0))[0] != ident]
+            resized = [k for k, (ident, size) in after.items() if k not in rebound
+                       and size != before.get(k, (0, -1))[1]]  # fmt: skip
             if rebound:
                 attrs["rebound"] = rebound
+            if resized:
+                attrs["resized"] = resized
         sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), kind, name, _HOOK_FUNC, attrs))
+
+
+def _state_marks(state: dict) -> dict[str, tuple[int, int]]:
+    """Attribute -> (identity, size); size -1 for what is not a container."""
+    return {
+        k: (id(v), len(v) if isinstance(v, (dict, list, set)) else -1) for k, v in state.items()
+    }
 
 
 def _hook_state(hook: Callable) -> dict | None:

@@ -28,20 +28,22 @@ def test_check_prints_stores_and_fails_on_errors(buggy):
     assert result.stdout.count("error: [shared-hook-state]") == 2
     assert "fix: Keep one value per replica" in result.stdout
     assert "source: " in result.stdout and "dataparallel_hooks.py:52" in result.stdout
+    assert result.stdout.count("error: [cross-device] cat in up") == 1
     stored = tracer.load(buggy).findings
-    assert [f["detector"] for f in stored] == ["shared-hook-state"] * 2
+    assert sorted(f["detector"] for f in stored) == ["cross-device"] + ["shared-hook-state"] * 2
     assert torchscope("check", buggy).returncode == 1
-    assert len(tracer.load(buggy).findings) == 2  # a second check replaces, never duplicates
+    assert len(tracer.load(buggy).findings) == 3  # a second check replaces, never duplicates
 
 
 def test_json_has_a_stable_schema(buggy):
     result = torchscope("check", buggy, "--json")
     data = json.loads(result.stdout)
     assert data["schema"] == 1 and data["file"] == buggy
-    assert data["counts"] == {"error": 2, "warning": 0, "info": 0}
+    assert data["counts"] == {"error": 3, "warning": 0, "info": 0}
     for finding in data["findings"]:
         assert set(finding) == {"rule", "severity", "message", "evidence", "fix", "details"}
-        assert finding["rule"] == "shared-hook-state" and finding["severity"] == "error"
+        assert finding["rule"] in ("shared-hook-state", "cross-device")
+        assert finding["severity"] == "error"
         assert all(set(e) == {"span", "part", "seq"} for e in finding["evidence"])
 
 
@@ -49,7 +51,7 @@ def test_fail_on_and_rule_selection(buggy):
     assert torchscope("check", buggy, "--fail-on", "never").returncode == 0
     only = torchscope("check", buggy, "--rule", "missing-zero-grad")
     assert only.returncode == 0 and "no findings" in only.stdout
-    assert len(tracer.load(buggy).findings) == 2  # other rules' findings are kept
+    assert len(tracer.load(buggy).findings) == 3  # other rules' findings are kept
     unknown = torchscope("check", buggy, "--rule", "no-such-rule")
     assert unknown.returncode == 2 and "unknown rule 'no-such-rule'" in unknown.stderr
 

@@ -5,8 +5,8 @@ global backward hook sets ``_global_is_full_backward_hook`` for the rest of
 the process: a test that registers one and forgets the flag changes what the
 next test sees (a "Cannot use both regular backward hooks and full backward
 hooks" error on both sides, which a parity check then takes for agreement).
-``tests/conftest.py`` takes a ``snapshot()`` before every test and
-``restore()``s it after, for reimpl and for torch alike.
+``tests/conftest.py`` takes a ``snapshot()`` when the session starts and
+``restore()``s it after every test, for reimpl and for torch alike.
 
 Dicts are restored in place: ``RemovableHandle`` keeps a weak reference to
 the dict it was registered in, and functions read the module global by name.

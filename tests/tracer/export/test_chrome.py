@@ -6,6 +6,8 @@ import json
 import threading
 from collections import defaultdict
 
+from handmade import Span, write
+
 import tracer
 from reimpl import _trace
 from tracer.export import chrome as export_chrome
@@ -64,3 +66,33 @@ def test_chrome_export_validates(trace_path, tmp_path):
     assert fc["args"]["shape"] == [2, 3]
     lr = next(e for e in spans if e["cat"] == "sched.step")
     assert lr["ph"] == "i" and lr["args"]["lr"] == 0.1
+
+
+def test_times_are_microseconds_from_the_first_span(trace_path, tmp_path):
+    """Chrome's ``ts`` and ``dur`` are microseconds: a hand-made trace with known
+    nanoseconds (starting at 5 ms, as perf_counter_ns never starts at 0)."""
+    write(
+        trace_path,
+        [
+            Span(
+                "step",
+                "outer",
+                5_000_000,
+                5_250_000,
+                [
+                    Span("module.forward", "inner", 5_001_500, 5_101_750),
+                    Span("sched.step", "lr", 5_200_000, 5_200_000),  # an instant
+                ],
+            ),
+            Span("dp.replica", "replica 1", 5_010_000, 5_012_345, thread=(4242, "r1", "sim:1")),
+        ],
+    )
+    out = tmp_path / "out.json"
+    export_chrome.export(tracer.load(trace_path), str(out))
+    events = {e["name"]: e for e in json.loads(out.read_text())["traceEvents"] if e["ph"] in "Xi"}
+    assert {n: (e["ph"], e["ts"], e.get("dur")) for n, e in events.items()} == {
+        "outer": ("X", 0.0, 250.0),
+        "inner": ("X", 1.5, 100.25),
+        "lr": ("i", 200.0, None),
+        "replica 1": ("X", 10.0, 2.345),
+    }

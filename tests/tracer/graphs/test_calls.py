@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from handmade import two_steps, write
 
 import tracer
 from reimpl import _trace
@@ -111,3 +112,24 @@ def test_render_subtree_for_the_tui(trace_path, tmp_path, svg_text):
     text = svg_text(path)
     assert "calls under step step" in text and "Store.hook" in text
     assert "\u00d71" in text and "\u00d73" not in text  # one step only: x1, never x3
+
+
+def test_node_and_edge_times_worked_out_by_hand(trace_path):
+    """The two-step trace of tests/handmade.py: self times by hand, not by the same code."""
+    g = calls.build(write(trace_path, two_steps()), cluster="none", top=None)
+    nodes = {n[2]: (d["count"], d["incl_ns"], d["self_ns"]) for n, d in g.nodes(data=True)}
+    assert nodes == {
+        "step": (2, 1900, 600),
+        "net": (2, 1000, 210),
+        "net.fc": (3, 790, 790),
+        "SGD": (2, 300, 300),
+        "__next__": (1, 150, 150),
+    }
+    edges = {(a[2], b[2]): (d["count"], d["time_ns"]) for a, b, d in g.edges(data=True)}
+    assert edges == {
+        ("step", "net"): (2, 1000),
+        ("net", "net.fc"): (3, 790),
+        ("step", "SGD"): (2, 300),
+    }
+    by_thread = calls.build(write(trace_path + "2", two_steps()), cluster="thread", top=None)
+    assert by_thread.nodes["worker 0", "data.next", "__next__"]["self_ns"] == 150

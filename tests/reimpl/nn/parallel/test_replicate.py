@@ -58,3 +58,14 @@ def test_events(sink):
     (bc,) = sink.of_kind("dp.broadcast")
     assert rep[8]["devices"] == ["sim:0", "sim:1"] and bc[8]["tensors"] == 2
     assert rep[0] < bc[0] and bc[4] <= rep[4]  # broadcast nests inside replicate
+
+
+def test_replica_on_the_first_device_holds_the_buffers_themselves():
+    """Plain buffers go through ``broadcast_coalesced``, whose first device's output
+    is its input (torch/csrc/cuda/comm.cpp): replica 0 holds the module's own buffer
+    objects, not aliases, so BatchNorm updates through it are the module's."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    r0, r1 = replicate(model, ["sim:0", "sim:1"])
+    for name, buf in model.named_buffers():
+        assert r0.get_buffer(name) is buf, name
+        assert r1.get_buffer(name) is not buf and r1.get_buffer(name).grad_fn is None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything torchscope needs on a fresh Debian machine, idempotently:
 # Graphviz's dot (apt-get), a virtual environment in .venv, torch 2.13.0 first
-# (the CPU build; never a CUDA build), then torchscope with its test extra.
+# (the CPU build; never a CUDA build), then torchscope with its test extra, and
+# the native boundary stamp of reimpl/_native.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,3 +30,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
   echo "$want" > "$stamp"
 fi
+
+# The native boundary stamp (reimpl/_native, a torch C++ extension): built here,
+# ahead of time, into ~/.cache/torchscope (about a minute, once per torch and
+# source version). Without a compiler this says so and the recorder uses its
+# Python hooks instead.
+.venv/bin/python -m reimpl._native

@@ -93,8 +93,36 @@ They cost one autograd hook per module boundary per step (see
 benchmarks/bench_module.py); a recorder sets this from its options
 (``torchscope record --no-backward-spans``) and forward spans stay."""
 
+stamps: Any = None
+"""The native boundary stamp (``reimpl._native.Stamps``) while the attached sink
+drains it, else None: module boundaries then get a C++ autograd pre-hook instead
+of a Python tensor hook. A sink opts in with a ``stamps`` attribute (and draws
+its span ids from ``stamps.next_id``); the choice is made here, once per attach,
+and announced to ``on_stamps`` listeners, which rebind their hot paths."""
+
+on_stamps: list[Callable[[], None]] = []
+"""Called after ``stamps`` changes (module.py picks its boundary hook there)."""
+
 _role: tuple[str, int | None] = ("main", None)
 _threads: dict[int, tuple[str, str | None]] = {}
+
+
+def native_stamps() -> Any:
+    """The native boundary stamp, loaded (or built) once; None: use Python hooks."""
+    from reimpl import _native  # only when a recorder asks: reimpl imports torch alone
+
+    return _native.load()
+
+
+def _use_stamps(new: Any) -> None:
+    global stamps
+    if stamps is not None and stamps is not new:
+        stamps.enable(False)
+    stamps = new
+    if new is not None:
+        new.enable(True)
+    for listener in on_stamps:
+        listener()
 
 
 def attach(new_sink: Sink) -> None:
@@ -106,12 +134,14 @@ def attach(new_sink: Sink) -> None:
         if tid in alive:  # a dead thread's id may already belong to another
             new_sink.thread_info(tid, name, device)
     sink = new_sink
+    _use_stamps(getattr(new_sink, "stamps", None))
 
 
 def detach() -> None:
     """Stops emitting; instrumentation points become no-ops again."""
     global sink
     sink = None
+    _use_stamps(None)
 
 
 def set_process_role(role: str, index: int | None = None) -> None:

@@ -21,8 +21,9 @@ Added for torchscope (the only non-upstream code; the instrumentation lives at
 the end of the file): when a recorder is attached (``_trace.sink is not
 None``), ``_call_impl`` records a ``module.forward`` span named by the
 module's path from its root, a ``hook.*`` span per hook call, and
-``module.backward`` spans from one tensor pre-hook per module boundary
-(switched off by ``reimpl._trace.backward_spans = False``), and sends a structure
+``module.backward`` spans from one tensor pre-hook per module boundary (a C++
+one from ``reimpl/_native`` when the recorder drains it; switched off by
+``reimpl._trace.backward_spans = False``), and sends a structure
 snapshot per root. ``_structure_changed()`` calls on registration paths tell
 it when paths and snapshots must be recomputed. Detached and without hooks,
 ``_call_impl`` is torch's fast path plus one comparison.
@@ -2237,6 +2238,12 @@ def _structure_payload(root: Module, root_name: str) -> dict:
 # and a plain function; each module call adds one small record list to the
 # openers of its output's hook and to the closers of its input's.
 # ``reimpl._trace.backward_spans = False`` drops all of it.
+#
+# No Python hook goes lower than that floor, so a recorder that can drains a
+# native stamp instead (reimpl/_native/boundary.cpp): the same logic as a C++
+# autograd pre-hook that timestamps into a per-thread buffer without the GIL,
+# turned into the same records at the recorder's flush. This Python hook stays
+# as the fallback (no compiler, TORCHSCOPE_NATIVE=0, a sink of its own).
 
 _BOUNDARY_KEY = -1  # RemovableHandle ids are >= 0, so this key never collides
 _H = TypeVar("_H", bound=Callable)
@@ -2317,11 +2324,12 @@ def _install_boundary_hook(t: Tensor, hooks: Any, hook: _H) -> _H:
     return hook
 
 
-def _link_backward(result: Any, args: tuple, entry: tuple) -> None:
+def _link_backward_py(result: Any, args: tuple, entry: tuple) -> None:
     """Ties one forward call to the tensors that bound its backward.
 
     Runs once per traced module call. A module that returns its input
-    (Identity, an in-place op) gets no span.
+    (Identity, an in-place op) gets no span. ``reimpl/_native/boundary.cpp``'s
+    ``link`` does the same with C++ hooks.
     """
     out = result if isinstance(result, Tensor) else (result[0] if result else None)
     # requires_grad and not a leaf <=> it has a grad_fn; cheaper than building one
@@ -2346,3 +2354,22 @@ def _link_backward(result: Any, args: tuple, entry: tuple) -> None:
         elif inp.requires_grad and not inp.is_leaf:
             b = _install_boundary_hook(inp, hooks, _BackwardBoundary(_stamp, [], []))
             b.args[0].append(rec)
+
+
+_link_backward: Callable[[Any, tuple, tuple], None] = _link_backward_py
+"""What ``_call_impl`` calls: this Python hook, or the native stamp's ``link``."""
+
+
+def _choose_boundary_hook() -> None:
+    """Picks the boundary hook once per attach (``reimpl._trace.on_stamps``): the
+    native stamp when the attached recorder drains it, else the Python hook."""
+    global _link_backward
+    stamps = _trace.stamps
+    if stamps is None:
+        _link_backward = _link_backward_py
+    else:
+        stamps.func = _BACKWARD_FUNC  # its spans name the same function as ours
+        _link_backward = stamps.link
+
+
+_trace.on_stamps.append(_choose_boundary_hook)

@@ -1,0 +1,184 @@
+"""The native boundary stamp: ``module.backward`` spans without a Python callback.
+
+``boundary.cpp`` is a C++ autograd pre-hook that ``Module._call_impl`` installs
+from forward on each module boundary (``link``); in backward it timestamps the
+boundary into a buffer of the running thread without taking the GIL, and the
+recorder drains the buffers at each flush (``Stamps.take``) into the very
+records the Python hooks of ``reimpl/nn/modules/module.py`` would have made.
+
+Built with ``torch.utils.cpp_extension`` **ahead of time** by ``setup.sh``
+(``python -m reimpl._native``), into a cache folder keyed by the source, torch
+and Python (``~/.cache/torchscope/``, or ``$TORCHSCOPE_CACHE``): building
+takes about a minute, which belongs to setting up, not to the first recording
+or to a test. A checkout set up without ``setup.sh`` builds it just in time on
+the first recording, saying so. Without a compiler, or when the build fails,
+``load()`` says so once on stderr and returns None: backward spans then come
+from the Python hooks, as before. ``TORCHSCOPE_NATIVE=0`` asks for the Python
+hooks. Nothing here is imported until a recorder asks (``reimpl`` itself
+imports nothing but torch).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any
+
+SOURCE = Path(__file__).with_name("boundary.cpp")
+_loaded: list[Any] = []  # [Stamps or None] once load() has decided
+
+
+def build_dir() -> Path:
+    """Where the extension for this source, torch and Python lives."""
+    import torch
+
+    key = f"{SOURCE.read_bytes().hex()}|{torch.__version__}|{sys.version}|{sys.platform}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    root = os.environ.get("TORCHSCOPE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torchscope"
+    )
+    return Path(root) / f"boundary-{digest}"
+
+
+_NAME = "torchscope_boundary"
+
+
+def _import(folder: Path) -> Any:
+    """Imports the built extension from ``folder``; None when it is not there."""
+    import torch  # noqa: F401  (libtorch must be loaded first)
+
+    found = sorted(folder.glob(f"{_NAME}*.so"))
+    if not found:
+        return None
+    spec = importlib.util.spec_from_file_location(_NAME, found[0])
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def build(verbose: bool = False) -> Any:
+    """Compiles the extension into ``build_dir()`` (about a minute) and imports it."""
+    from torch.utils import cpp_extension
+
+    folder = build_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return cpp_extension.load(
+        name=_NAME,
+        sources=[str(SOURCE)],
+        build_directory=str(folder),
+        extra_cflags=["-O2"],
+        verbose=verbose,
+    )
+
+
+class Stamps:
+    """The loaded extension, as the seam (``reimpl._trace``) and a recorder use it."""
+
+    def __init__(self, ext: Any) -> None:
+        self.ext = ext
+        self.link = ext.link  # installs the stamps of one forward call
+        self.next_id = ext.next_id  # a recorder draws its span ids from here
+        self.reset = ext.reset
+        self.enable = ext.enable
+        self.clock_ns = ext.clock_ns
+        self.pending = ext.pending
+        self.kind = "module.backward"
+        self.func = "?"  # set by module.py: the function the Python path names
+
+    def take(self, records: list[tuple], final: bool = False) -> tuple[list[tuple], int]:
+        """Drains the stamps into the front of ``records``, a sink's buffer.
+
+        Returns the records to write now, in close order within each thread, and
+        how many of ``records`` they took (delete those). A record appended after
+        the cut may enclose a stamp not yet drained, so the buffer is cut at the
+        first record that closed after the stamps were drained, and the rest
+        waits for the next flush; ``final`` (the sink detached, no stamp can
+        come any more) takes everything.
+        """
+        m = len(records)  # records[:m] were appended, so closed, before the cut
+        cut = _FOREVER if final else perf_counter_ns()
+        stamped = self.ext.drain(self.kind, self.func, cut)
+        n = len(records)
+        k = next((i for i in range(m, n) if records[i][4] > cut), n)
+        taken = records[:k]
+        return (in_close_order(taken, stamped) if stamped else taken), k
+
+
+_FOREVER = 2**63 - 1
+
+
+def in_close_order(records: list[tuple], stamped: list[tuple]) -> list[tuple]:
+    """Merges ``stamped`` into ``records`` by end time, thread by thread.
+
+    Both are in close order within each thread (``stamped`` comes from one
+    buffer per thread). Records of other threads keep their places. A
+    thread-name marker (id 0, no time) counts as closing with the record
+    before it.
+    """
+    by_thread: dict[int, list[tuple]] = {}
+    for rec in stamped:
+        by_thread.setdefault(rec[2], []).append(rec)
+    inserts: list[tuple[int, int, tuple]] = []
+    for tid, recs in by_thread.items():
+        rows = [i for i, r in enumerate(records) if r[2] == tid]
+        ends: list[int] = []
+        last = 0
+        for i in rows:
+            last = max(last, records[i][4])
+            ends.append(last)
+        for order, rec in enumerate(recs):
+            k = bisect.bisect_right(ends, rec[4])
+            at = rows[k] if k < len(rows) else len(records)
+            inserts.append((at, order, rec))
+    if not records:
+        return [rec for _, _, rec in inserts]
+    inserts.sort(key=lambda x: (x[0], x[2][2], x[1]))
+    out: list[tuple] = []
+    prev = 0
+    for at, _, rec in inserts:
+        out.extend(records[prev:at])
+        out.append(rec)
+        prev = at
+    out.extend(records[prev:])
+    return out
+
+
+FALLBACK = "recording backward spans with Python hooks"
+
+
+def reason(exc: BaseException) -> str:
+    """The last line of an error (a compiler's is long), for a one-line message."""
+    lines = str(exc).strip().splitlines()
+    return lines[-1] if lines else type(exc).__name__
+
+
+def load(*, build_missing: bool = True) -> Stamps | None:
+    """The stamp, built or imported once per process; None means the Python hooks.
+
+    The reason is said once on stderr when the stamp cannot be had.
+    """
+    if _loaded:
+        return _loaded[0]
+    stamps = None
+    if os.environ.get("TORCHSCOPE_NATIVE", "1") != "0":
+        try:
+            ext = _import(build_dir())
+            if ext is None and build_missing:
+                print(
+                    "torchscope: building the native backward stamp (once, about a minute)...",
+                    file=sys.stderr,
+                )
+                ext = build()
+            if ext is None:
+                raise ImportError("not built (run ./setup.sh or python -m reimpl._native)")
+            stamps = Stamps(ext)
+        except Exception as exc:  # no compiler, no headers, a failed build
+            print(f"torchscope: native backward stamp unavailable ({reason(exc)}); {FALLBACK}",
+                  file=sys.stderr)  # fmt: skip
+    _loaded.append(stamps)
+    return stamps

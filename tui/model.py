@@ -107,6 +107,7 @@ class TraceModel:
         self.t1 = int(trace.end_ns.max()) if trace.n else 1
         self.filter = Filter()
         self._lane_rows: dict[tuple[int, int | None], np.ndarray] = {}
+        self._kids: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # see _kids_on
 
     def stages(self) -> list[Stage]:
         """The heavy indexes, in an order that lets the loader report progress."""
@@ -262,24 +263,44 @@ class TraceModel:
         if rows is None:
             return np.empty(0, dtype=np.int64)
         a, b = focus if focus is not None else (lo, hi)
-        rows = self._overlapping(rows, lo, hi)
+        rows = self._overlapping(rows, t.start_ns[rows], t.end_ns[rows], lo, hi)
         for _ in range(64):  # depth bound
             covering = np.flatnonzero((t.start_ns[rows] <= a) & (t.end_ns[rows] >= b))
             if len(covering) != 1:
                 break
             k = int(covering[0])
-            kids = t.children(int(rows[k]))
-            kids = self._overlapping(kids[t.thread[kids] == thread], lo, hi)
+            kids = self._overlapping(*self._kids_on(int(rows[k]), thread), lo, hi)
             if not len(kids):
                 break
             rows = np.concatenate([rows[:k], kids, rows[k + 1 :]])
         return rows[:limit]
 
-    def _overlapping(self, rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    def _kids_on(self, row: int, thread: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The children of ``row`` on ``thread`` with their starts and ends.
+
+        Kept for the last few rows asked: the cursor moving through a span with
+        half a million children redraws the timeline at every key, and
+        gathering those children again each time took milliseconds.
+        """
+        key = (row, thread)
+        found = self._kids.pop(key, None)
+        if found is None:
+            t = self.trace
+            kids = t.children(row)
+            kids = kids[t.thread[kids] == thread]
+            found = (kids, t.start_ns[kids], t.end_ns[kids])
+        self._kids[key] = found
+        while len(self._kids) > 4:
+            del self._kids[next(iter(self._kids))]
+        return found
+
+    @staticmethod
+    def _overlapping(
+        rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, lo: int, hi: int
+    ) -> np.ndarray:
         """The rows (sorted, never overlapping) that overlap [lo, hi)."""
-        t = self.trace
-        first = int(np.searchsorted(t.end_ns[rows], lo, side="right"))
-        last = int(np.searchsorted(t.start_ns[rows], hi, side="left"))
+        first = int(np.searchsorted(ends, lo, side="right"))
+        last = int(np.searchsorted(starts, hi, side="left"))
         return rows[first:last]
 
     # -- aggregates -------------------------------------------------------------------

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Static
 
 from tui.model import Filter, SearchState
@@ -19,6 +21,12 @@ from tui.widgets.calltree import CallTree
 from tui.widgets.details import DetailsPane
 from tui.widgets.source import SourcePane
 from tui.widgets.timeline import Timeline
+
+# A held key repeats about every 33 ms, and a busy app handles those keys in
+# bunches: highlights closer than RUN_S are one run, and the panes beside the
+# tree show its last span FOLLOW_S after it.
+RUN_S = 0.1
+FOLLOW_S = 0.05
 
 
 def graph_exporter() -> object | None:
@@ -60,6 +68,9 @@ class CallsView(View):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.search_state = SearchState()
+        self._following: tuple[int | None, int | None] = (None, None)  # row, lane to show
+        self._follow_timer: Timer | None = None  # pending while keys come in a run
+        self._last_selected = -RUN_S  # when the tree last highlighted something
 
     def compose_view(self) -> ComposeResult:
         with Horizontal(id="calls-main"):
@@ -95,10 +106,39 @@ class CallsView(View):
         return text + (f" · {extra}" if extra else "")
 
     def on_call_tree_span_selected(self, message: CallTree.SpanSelected) -> None:
+        # A single highlight shows in every pane at once. In a run of them (a
+        # held key) only the tree moves: drawing the other panes for rows the
+        # cursor only passes over would make each key cost several frames, and
+        # the keys would pile up. They show the last one FOLLOW_S after it.
+        now = time.monotonic()
+        in_run = now - self._last_selected < RUN_S
+        self._last_selected = now
+        self._following = (message.row, message.lane)
+        if self._follow_timer is not None:
+            self._follow_timer.stop()
+            self._follow_timer = None
+        if in_run:
+            self._follow_timer = self.set_timer(FOLLOW_S, self._follow)
+        else:
+            self._follow()
+
+    def _follow(self) -> None:
+        """Shows the highlighted span (or lane) in details, sources and timeline."""
+        self._follow_timer = None
+        row, lane = self._following
         details = self.query_one("#details", DetailsPane)
-        details.row, details.lane = message.row, message.lane
-        self.query_one(SourcePane).row = message.row
-        self.query_one(Timeline).row = message.row
+        details.row, details.lane = row, lane
+        self.query_one(SourcePane).row = row
+        self.query_one(Timeline).row = row
+
+    def shows(self, row: int | None) -> bool:
+        """Whether details, sources and timeline all show span ``row`` (none waits)."""
+        return (
+            self._follow_timer is None
+            and self.query_one("#details", DetailsPane).row == row
+            and self.query_one(SourcePane).row == row
+            and self.query_one(Timeline).row == row
+        )
 
     def on_timeline_span_clicked(self, message: Timeline.SpanClicked) -> None:
         self.show_span(message.row)

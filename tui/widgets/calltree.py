@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -66,6 +69,26 @@ class CallTree(Tree[NodeInfo]):
 
     def on_mount(self) -> None:
         self.rebuild()
+
+    # -- painting -------------------------------------------------------------------
+
+    _line_style: Style | None = None  # the widget's style during one paint
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Tree asks for ``rich_style`` once per line, and each ask walks the
+        # ancestors' CSS (about 0.1 ms): a scroll repaints every line, so ask once.
+        self._line_style = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._line_style = None
+
+    def render_line(self, y: int) -> Strip:
+        if self._line_style is None:
+            return super().render_line(y)
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        return self._render_line(y + scroll_y, scroll_x, scroll_x + width, self._line_style)
 
     # -- building -------------------------------------------------------------------
 

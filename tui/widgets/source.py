@@ -33,7 +33,7 @@ def render_source(src: Source) -> Syntax | Text:
 class SourcePane(Container):
     """reimpl on the left (or top), upstream torch on the right (or bottom)."""
 
-    row: reactive[int | None] = reactive(None)
+    row: reactive[int | None] = reactive(None, repaint=False)  # the two boxes repaint
     """The span whose function is shown."""
     show_mirror: reactive[bool] = reactive(True)
     """Whether the upstream torch source is shown beside the reimpl one."""

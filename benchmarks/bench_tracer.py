@@ -9,6 +9,7 @@ import time
 from statistics import median
 
 import numpy as np
+import torch
 
 import tracer
 from reimpl import _trace
@@ -208,6 +209,45 @@ def _checksum_seconds(path: str) -> float:
     return time.perf_counter() - t0
 
 
+class _StoringHook:
+    """A DeOldify-style hook object: a few attributes, one rebound per call."""
+
+    def __init__(self) -> None:
+        self.stored: object = None
+        self.seen: dict = {}
+        self.name = "skip"
+        self.count = 0
+
+    def hook_fn(self, module: object, args: tuple, output: object) -> None:
+        self.stored = output
+
+
+def hook_call(n: int) -> None:
+    """A forward hook call as reimpl runs it while recording (span + evidence)."""
+    from reimpl.nn.modules.module import _run_hook
+
+    hook, out = _StoringHook(), torch.zeros(1)
+    for _ in range(n):
+        _run_hook("enc.0", "hook.forward", hook.hook_fn, None, (), out)
+
+
+def hook_evidence(n: int) -> None:
+    """Only what `check` added to a hook call: attribute marks before and after,
+    the source line, the output's identity."""
+    from reimpl.nn.modules.module import _hook_source, _state_changes, _state_marks
+
+    hook, out = _StoringHook(), torch.zeros(1)
+    state = vars(hook)
+    for _ in range(n):
+        before = _state_marks(state)
+        _hook_source(hook.hook_fn)
+        id(out)
+        hook.stored = out
+        after = _state_marks(state)
+        if after != before:
+            _state_changes({}, before, after)
+
+
 def run() -> str:
     """Measures and returns the markdown section."""
     empty = _per_call_ns(empty_calls)
@@ -217,6 +257,8 @@ def run() -> str:
         with tracer.record(os.path.join(tmp, "a.tsdb")):
             inline = _per_call_ns(attached_inline) - empty
             cm = _per_call_ns(attached_with_span) - empty
+            hook = _per_call_ns(hook_call) - empty
+            evidence = _per_call_ns(hook_evidence) - empty
         costs = store_costs(os.path.join(tmp, "m.tsdb"))
     rows = [
         ("empty Python function call", f"{empty:.0f} ns", "1.00"),
@@ -232,6 +274,17 @@ def run() -> str:
         ),
         ("span, attached, inline hot-path pattern", f"{inline:.0f} ns", f"{inline / empty:.2f}"),
         ("span, attached, `with span(...)` context manager", f"{cm:.0f} ns", f"{cm / empty:.2f}"),
+        (
+            "a forward hook call, recorded with `check`'s evidence (4-attribute hook object)",
+            f"{hook:.0f} ns",
+            f"{hook / empty:.2f}",
+        ),
+        (
+            f"of which the evidence (rebound and resized attributes, source line): "
+            f"{100 * evidence / hook:.0f}%",
+            f"{evidence:.0f} ns",
+            f"{evidence / empty:.2f}",
+        ),
     ]
     per_span = costs["bytes"] / N_SPANS
     lines = [

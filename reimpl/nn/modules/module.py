@@ -1997,21 +1997,34 @@ def _run_hook(path: str, kind: str, hook: Callable, *args: Any, legacy: bool = F
             # which of its containers it grew or shrank: the evidence of state
             # shared by DataParallel replicas (identities and sizes, never data)
             after = _state_marks(state)  # type: ignore[arg-type]
-            rebound = [k for k, (ident, _) in after.items() if before.get(k, (0, 0))[0] != ident]
-            resized = [k for k, (ident, size) in after.items() if k not in rebound
-                       and size != before.get(k, (0, -1))[1]]  # fmt: skip
-            if rebound:
-                attrs["rebound"] = rebound
-            if resized:
-                attrs["resized"] = resized
+            if after != before:  # the common case costs two C-level passes and a compare
+                _state_changes(attrs, before, after)
         sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), kind, name, _HOOK_FUNC, attrs))
 
 
-def _state_marks(state: dict) -> dict[str, tuple[int, int]]:
-    """Attribute -> (identity, size); size -1 for what is not a container."""
-    return {
-        k: (id(v), len(v) if isinstance(v, (dict, list, set)) else -1) for k, v in state.items()
-    }
+_CONTAINERS = (dict, list, set)
+
+
+def _state_marks(state: dict) -> tuple:
+    """(names, identities, container sizes) of an object's attributes."""
+    values = state.values()
+    return (
+        tuple(state),
+        tuple(map(id, values)),
+        tuple([len(v) if type(v) in _CONTAINERS else -1 for v in values]),
+    )
+
+
+def _state_changes(attrs: dict, before: tuple, after: tuple) -> None:
+    """Names the attributes a hook call rebound and the containers it resized."""
+    old = {k: (i, n) for k, i, n in zip(*before)}
+    rebound = [k for k, i, _ in zip(*after) if old.get(k, (0, 0))[0] != i]
+    # the same object, another size: grown or shrunk in place
+    resized = [k for k, i, n in zip(*after) if k in old and old[k][0] == i and old[k][1] != n]
+    if rebound:
+        attrs["rebound"] = rebound
+    if resized:
+        attrs["resized"] = resized
 
 
 def _hook_state(hook: Callable) -> dict | None:

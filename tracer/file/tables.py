@@ -138,6 +138,8 @@ def load_strings(conn: sqlite3.Connection, path: str) -> np.ndarray:
     rows = conn.execute("SELECT id, text, crc FROM strings").fetchall()
     for sid, text in _checked(path, "strings", rows):
         _types(path, "strings", sid, (sid, text), (int, str))
+        if not 0 < sid < len(table):  # a damaged index can disagree with the rows
+            raise _damaged(path, "strings", sid, f"has an id beyond the table's {count} rows")
         table[sid] = text
     return table
 

@@ -46,7 +46,9 @@ class _Blocks:
 
 # What a damaged or crafted file can raise from SQLite, decoding or checking;
 # each becomes one TraceError naming the file (never a traceback).
-_DAMAGE = (sqlite3.Error, UnicodeError, ValueError, TypeError, OverflowError, RecursionError)
+_DAMAGE = (
+    sqlite3.Error, UnicodeError, ValueError, TypeError, OverflowError, RecursionError, IndexError,
+)  # fmt: skip
 
 
 class Trace:

@@ -235,6 +235,7 @@ MUTATIONS = st.one_of(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(mutation=MUTATIONS)
+@example(mutation=("overwrite", 0.1503186561431862, b"\x00"))  # count(*) disagreed with rows
 @example(mutation=("edit", ("blocks", "n"), 0, 10**12, True))
 @example(mutation=("edit", ("blocks", "n"), 1, 2**40, True))
 @example(mutation=("edit", ("strings", "id"), 3, 10**12, True))

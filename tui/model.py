@@ -257,23 +257,33 @@ class TraceModel:
         A span covering the whole ``focus`` range (the selected span, by default
         the window) is context rather than news: it is replaced by its children
         on the same thread, so the selected span shows as its children's bars.
+        More than ``limit`` spans are thinned to ``limit`` spread over the window.
         """
         t = self.trace
-        rows = self.tops_by_thread.get(thread)
-        if rows is None:
+        tops = self.tops_by_thread.get(thread)
+        if tops is None:
             return np.empty(0, dtype=np.int64)
         a, b = focus if focus is not None else (lo, hi)
-        rows = self._overlapping(rows, t.start_ns[rows], t.end_ns[rows], lo, hi)
+        rows, starts, ends = self._overlapping(tops, t.start_ns[tops], t.end_ns[tops], lo, hi)
         for _ in range(64):  # depth bound
-            covering = np.flatnonzero((t.start_ns[rows] <= a) & (t.end_ns[rows] >= b))
-            if len(covering) != 1:
-                break
-            k = int(covering[0])
-            kids = self._overlapping(*self._kids_on(int(rows[k]), thread), lo, hi)
+            # A lane's spans never overlap and are sorted, so only the last one
+            # starting at or before ``a`` can cover the focus; binary searches
+            # keep this cheap when a lane holds half a million children.
+            k = int(np.searchsorted(starts, a, side="right")) - 1
+            if k < 0 or ends[k] < b or (k > 0 and ends[k - 1] >= b):
+                break  # nothing, or more than one span, covers the focus
+            kids, kid_starts, kid_ends = self._overlapping(
+                *self._kids_on(int(rows[k]), thread), lo, hi
+            )
             if not len(kids):
                 break
-            rows = np.concatenate([rows[:k], kids, rows[k + 1 :]])
-        return rows[:limit]
+            rows, starts, ends = (
+                np.concatenate([x[:k], y, x[k + 1 :]])
+                for x, y in ((rows, kids), (starts, kid_starts), (ends, kid_ends))
+            )
+        if len(rows) > limit:
+            rows = rows[:: -(-len(rows) // limit)]
+        return rows
 
     def _kids_on(self, row: int, thread: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The children of ``row`` on ``thread`` with their starts and ends.
@@ -297,11 +307,11 @@ class TraceModel:
     @staticmethod
     def _overlapping(
         rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, lo: int, hi: int
-    ) -> np.ndarray:
-        """The rows (sorted, never overlapping) that overlap [lo, hi)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows (sorted, never overlapping) that overlap [lo, hi), with their times."""
         first = int(np.searchsorted(ends, lo, side="right"))
         last = int(np.searchsorted(starts, hi, side="left"))
-        return rows[first:last]
+        return rows[first:last], starts[first:last], ends[first:last]
 
     # -- aggregates -------------------------------------------------------------------
 

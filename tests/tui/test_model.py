@@ -70,6 +70,16 @@ def test_lane_spans_descend_through_covering_spans(model):
     assert len(model.lane_spans(worker.thread, lo, hi))  # prefetching while the step runs
 
 
+def test_lane_spans_thin_out_over_the_whole_window(model):
+    t = model.trace
+    step = int(model.steps[np.flatnonzero(t.thread[model.steps] == 0)[0]])
+    lo, hi = int(t.start_ns[step]), int(t.end_ns[step])
+    every = model.lane_spans(0, lo, hi)
+    some = model.lane_spans(0, lo, hi, limit=3)
+    assert len(every) > 3 and len(some) == 3
+    assert some[0] == every[0] and some[-1] in every[len(every) // 2 :]  # not just the first
+
+
 def test_stats_modules_imports(model):
     stats = model.stats()
     assert stats[0].self_ns == max(s.self_ns for s in stats)

@@ -178,13 +178,26 @@ class CallTree(Tree[NodeInfo]):
         t = self.model.trace
         offsets, _ = t.children_index
         counts = offsets[rows + 2] - offsets[rows + 1]
-        for row, count in zip(rows.tolist(), counts.tolist()):
-            node.add(
-                self.span_label(row),
-                NodeInfo("span", row=row),
-                before=before,
-                allow_expand=count > 0,
-            )
+        self._adding = True
+        try:
+            for row, count in zip(rows.tolist(), counts.tolist()):
+                node.add(
+                    self.span_label(row),
+                    NodeInfo("span", row=row),
+                    before=before,
+                    allow_expand=count > 0,
+                )
+        finally:
+            self._adding = False
+            self._invalidate()
+
+    _adding = False  # while a page of nodes is added
+
+    def _invalidate(self) -> None:
+        # Tree clears its line cache and asks for a layout at every node added;
+        # once for a page of 200 is enough.
+        if not self._adding:
+            super()._invalidate()
 
     def span_label(self, row: int) -> Text:
         """kind, name, inclusive and self time, share of the parent."""

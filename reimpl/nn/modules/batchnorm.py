@@ -12,16 +12,24 @@ One deliberate difference: upstream SyncBatchNorm refuses CPU inputs; ours
 accepts them and synchronises over gloo with numba kernels (see
 ``_batch_norm_kernels.py``). Left out: the ``LazyBatchNorm*`` classes and
 ``_LazyNormBase`` (lazy modules), and the long upstream docstrings.
+
+Added for torchscope: while a recorder is attached, a forward that normalises
+with batch statistics records one ``bn.forward`` instant inside its module's
+span, the evidence of ``torchscope check``'s ``bn-*`` rules (train mode, grad
+and inference mode, whether the running stats move, values per channel).
 """
 
 from __future__ import annotations
 
+from threading import get_ident
+from time import perf_counter_ns
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from ... import _trace
 from ..._trace import mirrors
 from .. import init
 from ..parameter import Parameter
@@ -29,6 +37,49 @@ from ._functions import SyncBatchNorm as sync_batch_norm
 from .module import Module
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm"]
+
+_EVIDENCE_FUNC = "reimpl.nn.modules.batchnorm._BatchNorm.forward"
+_evidence_attrs: dict[tuple, tuple] = {}
+"""Attribute pairs by value: every step repeats the same few, and a shared
+tuple is stored once per flushed block (and stays out of the cyclic GC)."""
+
+
+def _record_evidence(module: _BatchNorm, input: Tensor, world_size: int) -> None:
+    """One ``bn.forward`` instant for a forward on batch statistics (traced only).
+
+    ``per_channel`` is what torch's "Expected more than 1 value per channel"
+    counts (batch x spatial size), on this rank; ``world_size`` > 1 when
+    SyncBatchNorm pools ranks. Recorded before the arithmetic, so a forward
+    that raises keeps its evidence. Costs about a microsecond: no Module
+    ``__getattr__`` (buffers are read from ``_buffers``), one shape read, and
+    inference mode asked only when grad is off (it implies grad off).
+    """
+    sink = _trace.sink
+    shape = input.shape
+    per_channel = shape[0]
+    for size in shape[2:]:
+        per_channel *= size
+    grad = torch.is_grad_enabled()
+    training = module.training
+    key = (
+        training,
+        training and module.track_running_stats and module._buffers.get("running_mean") is not None,
+        grad,
+        not grad and torch.is_inference_mode_enabled(),
+        per_channel,
+        shape[0],
+        world_size,
+    )
+    attrs = _evidence_attrs.get(key)
+    if attrs is None:
+        if len(_evidence_attrs) > 4096:  # a program of ever-changing shapes
+            _evidence_attrs.clear()
+        names = ("training", "updates", "grad", "inference", "per_channel", "batch", "world")
+        attrs = _evidence_attrs[key] = tuple(zip(names, key))
+    t = perf_counter_ns()
+    sink.append(  # type: ignore[union-attr]
+        (sink.next_id(), 0, get_ident(), t, t, "bn.forward", "batch_norm", _EVIDENCE_FUNC, attrs)  # type: ignore[union-attr]
+    )
 
 
 @mirrors("torch.nn.modules.batchnorm._NormBase")
@@ -196,6 +247,8 @@ class _BatchNorm(_NormBase):
         self._check_input_dim(input)
         exponential_average_factor = self._exponential_average_factor()
         bn_training = self._bn_training()
+        if bn_training and _trace.sink is not None:  # torchscope: see the module docstring
+            _record_evidence(self, input, 1)
         # Buffers are passed only when they are to be updated (training and
         # tracked) or read (eval): passing None keeps F.batch_norm off them.
         return F.batch_norm(
@@ -315,6 +368,8 @@ class SyncBatchNorm(_BatchNorm):
                 process_group = self.process_group
             world_size = torch.distributed.get_world_size(process_group)
             need_sync = world_size > 1
+        if bn_training and _trace.sink is not None:  # torchscope: see the module docstring
+            _record_evidence(self, input, world_size if need_sync else 1)
 
         # fallback to framework BN when synchronization is not necessary
         if not need_sync:

@@ -15,13 +15,16 @@ Tracing: the step wrapper records an ``optim.step`` span; each optimizer's
 kernels record one ``optim.update`` per parameter, named from the group's
 ``param_names``, from ``name_parameters(optimizer, model.named_parameters())``
 (not in torch), or ``param[i]``. Everything trace-related is decided once per
-step (``_trace.sink is not None``), never per tensor op.
+step (``_trace.sink is not None``), never per tensor op. The step span also
+carries the evidence of ``torchscope check``'s parameter rules
+(``_step_evidence``).
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
+import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from copy import deepcopy
@@ -259,6 +262,52 @@ def _json_value(v: Any) -> Any:
     return repr(v)
 
 
+_names_recorded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""optimizer -> (weakref to the sink, number of params) when its ``param_names``
+were last recorded: once per optimizer and recording, again after ``add_param_group``."""
+
+
+def _step_evidence(optimizer: Optimizer, sink: Any) -> dict[str, Any]:
+    """What ``torchscope check``'s parameter rules read off an ``optim.step`` span.
+
+    ``id`` tells optimizers of one class apart; ``no_grad`` lists the indices
+    (over all groups, in order) of the params that require grad but hold none
+    as the step starts; ``param_names``, once, places each param in the traced
+    models as ``[index, snapshot key, name]`` (a tied param has several), the
+    names its module structure snapshot uses. A list over the params per step:
+    a few microseconds for hundreds of params, against a step of milliseconds.
+    """
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    out: dict[str, Any] = {"id": id(optimizer)}
+    missing = [i for i, p in enumerate(params) if p.grad is None and p.requires_grad]
+    if missing:
+        out["no_grad"] = missing
+    sent = _names_recorded.get(optimizer)
+    if sent is None or sent[0]() is not sink or sent[1] != len(params):
+        out["param_names"] = names = _param_names(params)
+        if names:  # else no model was traced yet: try again next step
+            try:
+                _names_recorded[optimizer] = (weakref.ref(sink), len(params))
+            except TypeError:  # a sink without weakrefs gets the names every step
+                pass
+    return out
+
+
+def _param_names(params: list[torch.Tensor]) -> list[list[Any]]:
+    """``[index, root key, name]`` for each param found in a traced model."""
+    from reimpl.nn.modules import module  # the roots the recorder has seen; not at import
+
+    where: dict[int, list[list[str]]] = {}
+    for ref in list(module._roots):
+        root = ref()
+        if root is None or root.__dict__.get("_is_replica", False):
+            continue
+        key = f"{root._get_name()}@{id(root):#x}"  # as module._send_snapshot keys it
+        for name, p in root.named_parameters(remove_duplicate=False):
+            where.setdefault(id(p), []).append([key, name])
+    return [[i, *place] for i, p in enumerate(params) for place in where.get(id(p), [])]
+
+
 class _GroupTrace:
     """One ``optim.group`` span and the ``optim.update`` spans inside it.
 
@@ -483,6 +532,7 @@ class Optimizer:
             if sink is not None:
                 sid = sink.next_id()
                 t0 = perf_counter_ns()
+                evidence = _step_evidence(self, sink)
             try:
                 for pre_hook in chain(
                     _global_optimizer_pre_hooks.values(), self._optimizer_step_pre_hooks.values()
@@ -509,6 +559,7 @@ class Optimizer:
                         "optimizer": type(self).__name__,
                         "groups": len(self.param_groups),
                         "params": sum(len(g["params"]) for g in self.param_groups),
+                        **evidence,
                     }
                     sink.append(
                         (sid, 0, get_ident(), t0, perf_counter_ns(), "optim.step",

@@ -39,6 +39,11 @@ class Facts:
         label = Text(label) if isinstance(label, str) else label
         self.rows.append((label, Text(value) if isinstance(value, str) else value))
 
+    def pad_to(self, rows: int) -> None:
+        """Adds blank rows up to ``rows``."""
+        while len(self.rows) < rows:
+            self.add_row("", "")
+
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         width = max((x.cell_len for x, _ in self.rows), default=0)
         value = max((v.cell_len for _, v in self.rows), default=0)
@@ -89,8 +94,11 @@ class DetailsPane(Static):
 
     def _show(self) -> None:
         content = self._render_row()
-        # A layout pass repaints the whole screen; skip it when the table keeps
-        # its shape (moving between siblings of one kind), which is the common case.
+        # A layout pass repaints the whole screen. The facts keep the most rows
+        # they have had, so moving to a span with fewer attributes needs none
+        # (and the sources below stay put); only a taller span relays out.
+        if isinstance(content, Facts):
+            content.pad_to(self._shape[0])
         shape = (content.row_count, 2) if isinstance(content, Facts) else (-1, content.cell_len)
         self.update(content, layout=shape != self._shape)
         self._shape = shape

@@ -48,6 +48,52 @@ def _self_times(parent: np.ndarray, dur: np.ndarray) -> np.ndarray:
     return out
 
 
+def _self_times_covered(
+    start: np.ndarray,
+    end: np.ndarray,
+    thread: np.ndarray,
+    offsets: np.ndarray,
+    kids: np.ndarray,
+) -> np.ndarray:
+    """Each span's time not covered by its children on the same thread.
+
+    Two refinements of inclusive-minus-children, each seen in real traces:
+    a child on another thread (a DataParallel replica under ``parallel_apply``)
+    ran alongside its parent, not inside its time, so it is not taken off; and
+    children of one thread can overlap (autograd runs two replicas' backward
+    interleaved on one thread, each module's span linked to its own parent),
+    so what is taken off is the union of their intervals, clipped to the
+    parent. Self time is never negative. ``offsets``/``kids``: the CSR
+    children in start order (``Trace.children_index``), row ``r`` at
+    ``offsets[r + 1]:offsets[r + 2]``.
+    """
+    n = len(start)
+    out = end - start
+    for p in range(n):
+        covered = 0
+        run_start = 0
+        run_end = -1
+        for i in range(offsets[p + 1], offsets[p + 2]):
+            k = kids[i]
+            if thread[k] != thread[p]:
+                continue
+            s = max(start[k], start[p])
+            e = min(end[k], end[p])
+            if e <= s:
+                continue
+            if s > run_end:  # a new run of covered time
+                if run_end > run_start:
+                    covered += run_end - run_start
+                run_start = s
+                run_end = e
+            elif e > run_end:
+                run_end = e
+        if run_end > run_start:
+            covered += run_end - run_start
+        out[p] -= covered
+    return out
+
+
 def _depths(parent: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Depth of each span; ``order`` visits parents before children."""
     depth = np.zeros(len(parent), dtype=np.int32)
@@ -111,6 +157,7 @@ def _inherit(parent: np.ndarray, order: np.ndarray, seed: np.ndarray) -> np.ndar
 parents = njit(cache=True, nogil=True)(_parents)
 inherit = njit(cache=True, nogil=True)(_inherit)
 self_times = njit(cache=True, nogil=True)(_self_times)
+self_times_covered = njit(cache=True, nogil=True)(_self_times_covered)
 depths = njit(cache=True, nogil=True)(_depths)
 call_paths = njit(cache=True, nogil=True)(_call_paths)
 sum_by = njit(cache=True, nogil=True)(_sum_by)

@@ -225,8 +225,9 @@ class Trace:
 
     @cached_property
     def self_ns(self) -> np.ndarray:
-        """Each span's own time, children excluded."""
-        return aggregate.self_times(self.parent, self.dur_ns)
+        """Each span's own time: what its children on its own thread do not cover."""
+        offsets, kids = self.children_index
+        return aggregate.self_times_covered(self.start_ns, self.end_ns, self.thread, offsets, kids)
 
     @cached_property
     def start_order(self) -> np.ndarray:

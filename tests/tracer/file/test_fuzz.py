@@ -9,7 +9,8 @@ warning, or exit 2 with one line naming the file. Never a traceback, never
 a hang (pytest-timeout), never a gigabyte of memory.
 
 CI runs a few hundred cases with a fixed seed; a longer run:
-``TORCHSCOPE_FUZZ_EXAMPLES=5000 pytest tests/tracer/file/test_fuzz.py``.
+``TORCHSCOPE_FUZZ_EXAMPLES=5000 pytest tests/tracer/file/test_fuzz.py --timeout 0``
+(about 3 minutes; 5,000 cases passed on the final code of issue 17).
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def at_or_above(severity: str, threshold: str) -> bool:
 
 
 def _load_rules() -> None:
-    from tracer.analyze.check import batchnorm, devices, hooks, params, training  # noqa: F401  registers the rules
+    from tracer.analyze.check import batchnorm, data, devices, hooks, params, training  # noqa: F401  registers the rules
 
 
 def all_rules() -> list[Rule]:

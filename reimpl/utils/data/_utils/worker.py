@@ -9,7 +9,10 @@ one shared result queue. A watchdog ends the loop if the main process dies.
 
 Tracing: the worker declares itself (role ``worker``, thread ``worker k``) so
 a recorder forked into it writes its own lane, and every task is a
-``data.worker`` span with the fetch and collate nested inside.
+``data.worker`` span with the fetch and collate nested inside. The ``init``
+span carries digests of the worker's random states after ``worker_init_fn``
+(``_rng_fingerprints``), the evidence of ``torchscope check``'s
+``worker-seed-duplicate``.
 
 An ``IterDataPipe`` is seeded from the epoch's shared seed (the main process
 draws it; every worker seeds its copy alike, at start and at each
@@ -20,6 +23,8 @@ Left out: thread workers (``WorkerInfo.rng``), the Windows watchdog.
 
 from __future__ import annotations
 
+import array
+import hashlib
 import os
 import queue
 import random
@@ -142,6 +147,29 @@ def _generate_state(base_seed: int, worker_id: int) -> list[int]:
     return state
 
 
+def _rng_fingerprints() -> dict[str, str]:
+    """Short digests of the global random states, as the worker starts serving.
+
+    Not in torch. ``torchscope check``'s ``worker-seed-duplicate`` compares
+    them between the workers of one iterator: equal digests mean those workers
+    draw the same "random" augmentations (a ``worker_init_fn`` that seeds with
+    a constant, say). Only digests are recorded, never the states.
+    """
+
+    def digest(data: bytes) -> str:
+        return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+    _, words, gauss = random.getstate()
+    out = {"py_rng": digest(array.array("Q", words).tobytes() + repr(gauss).encode())}
+    out["torch_rng"] = digest(torch.random.get_rng_state().numpy().tobytes())
+    if HAS_NUMPY:
+        import numpy as np
+
+        _, keys, pos, has_gauss, cached = np.random.get_state()
+        out["np_rng"] = digest(keys.tobytes() + repr((pos, has_gauss, cached)).encode())
+    return out
+
+
 def _fetch_task(fetcher: Any, idx: int, index: Any, worker_id: int) -> Any:
     """One task, as a ``data.worker`` span when traced (the fetch nests inside)."""
     if _trace.sink is None:
@@ -206,9 +234,11 @@ def _worker_loop(
 
         init_exception = None
         try:
-            with _trace.span("data.worker", "init", func=_TASK_FUNC, seed=seed):
+            with _trace.span("data.worker", "init", func=_TASK_FUNC, seed=seed) as span:
                 if init_fn is not None:
                     init_fn(worker_id)
+                if _trace.sink is not None:  # torchscope: after worker_init_fn, see below
+                    span.set(**_rng_fingerprints())
                 fetcher = _DatasetKind.create_fetcher(
                     dataset_kind, dataset, auto_collation, collate_fn, drop_last
                 )

@@ -9,12 +9,14 @@ once from torch's layers and once from reimpl's with the same weights:
 * the demo CNN of ``samples/train_step.py`` (batch 16, 3x16x16 images).
 
 "Traced" is the real recorder (``tracer.Recorder`` writing a trace file,
-its writer thread included), with and without ``module.backward`` spans. The
-same run measures the floor those spans sit on (a tensor hook per module
-boundary that only appends a timestamp to a list) and viztracer and
-torch.profiler on the same reimpl step. Times are process CPU time with one
-intra-op thread, the best of interleaved rounds: interference only ever adds
-time.
+its writer thread included), with and without ``module.backward`` spans, and
+with those spans from the native boundary stamp (``reimpl/_native``, the
+default) or from the Python hooks (its fallback). The same run measures the
+floor the Python hooks sit on (a tensor hook per module boundary that only
+appends a timestamp to a list), what one native stamp costs (installing it in
+forward, running it in backward), and viztracer and torch.profiler on the same
+reimpl step. Times are process CPU time with one intra-op thread, the best of
+interleaved rounds: interference only ever adds time.
 
 Run: ``python -m benchmarks.bench_module``.
 """
@@ -27,12 +29,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from unittest import mock
 
 import torch
 from torch.profiler import ProfilerActivity
 from viztracer import VizTracer
 
-from reimpl import _trace
+from reimpl import _native, _trace
 from reimpl import nn as rnn
 from reimpl.nn.modules import module as module_mod
 from samples.train_step import small_cnn
@@ -144,9 +147,12 @@ class _Session:
             self.stop()
 
 
-def measure(build: Callable, make_x: Callable, rounds: int = 40, n: int = 3) -> dict:
+def measure(
+    build: Callable, make_x: Callable, rounds: int = 40, n: int = 3, python_hooks: bool = False
+) -> dict:
     """Best-of-rounds us/step: torch, reimpl, traced (full and forward-only), the hook
-    floor, and viztracer and torch.profiler on the same reimpl step."""
+    floor, and viztracer and torch.profiler on the same reimpl step; ``python_hooks``:
+    also traced with the Python hooks (``traced_py``) when the native stamp is on."""
     torch.manual_seed(0)
     tmodel = build(torch.nn)
     rmodel = build(rnn)
@@ -156,13 +162,17 @@ def measure(build: Callable, make_x: Callable, rounds: int = 40, n: int = 3) -> 
     floor = make_hook_floor_step(rmodel, x)
     with tempfile.TemporaryDirectory() as tmp:
         recorder = Recorder(os.path.join(tmp, "bench.tsdb"))
-        recorder.start()
+        recorder.start()  # the native stamp, when it can be had
         _trace.detach()  # attached only inside the traced configs
+        py_recorder = Recorder(os.path.join(tmp, "bench-py.tsdb"))
+        with mock.patch.object(_trace, "native_stamps", lambda: None):
+            py_recorder.start()  # the Python hooks, the fallback
+        _trace.detach()
 
-        def traced(backward: bool) -> _Session:
+        def traced(backward: bool, rec: Recorder = recorder) -> _Session:
             def start() -> None:
                 _trace.backward_spans = backward
-                _trace.attach(recorder)
+                _trace.attach(rec)
 
             def stop() -> None:
                 _trace.detach()
@@ -188,6 +198,8 @@ def measure(build: Callable, make_x: Callable, rounds: int = 40, n: int = 3) -> 
             "traced": traced(True).time,
             "traced_fwd": traced(False).time,
         }
+        if python_hooks and recorder.stamps is not None:
+            main["traced_py"] = traced(True, py_recorder).time
         if floor is not None:
             main["hook_floor"] = lambda k: _time(floor, k)
         # Other tools in a second phase: torch.profiler leaves heaps of Python
@@ -202,9 +214,80 @@ def measure(build: Callable, make_x: Callable, rounds: int = 40, n: int = 3) -> 
         others = _best_of(tools, rounds, n)
         best["viztracer"] = others["viztracer"] / others["reimpl"] * best["reimpl"]
         best["torch.profiler"] = others["torch.profiler"] / others["reimpl"] * best["reimpl"]
+        _trace.attach(py_recorder)
+        py_recorder.stop()
         _trace.attach(recorder)
         recorder.stop()
     return best
+
+
+def _chain(n: int, link: Callable | None) -> tuple[torch.Tensor, float]:
+    """n multiplications, each output linked to its input as a module's would be;
+    the forward's thread CPU time in ns per multiplication."""
+    entry = ("layer", (("cls", "Layer"), ("path", "layer")), "Layer")
+    y = torch.ones(1, requires_grad=True) * 1.0
+    t0 = time.thread_time_ns()
+    if link is None:
+        for _ in range(n):
+            y = y * 1.0
+    else:
+        for _ in range(n):
+            z = y * 1.0
+            link(z, (y,), entry)
+            y = z
+    return y, (time.thread_time_ns() - t0) / n
+
+
+class _NullSink:
+    """A sink that drops records: what the Python hook costs before any recording."""
+
+    next_id = staticmethod(iter(range(1, 1 << 62)).__next__)
+
+    def append(self, record: tuple) -> None:
+        pass
+
+    def process_role(self, role: str, index: int | None) -> None:
+        pass
+
+    def thread_info(self, tid: int, name: str, device: str | None) -> None:
+        pass
+
+
+def boundary_costs(n: int = 5000, rounds: int = 20) -> dict[str, float]:
+    """ns per boundary: installing the stamp in forward and running it in backward,
+    native and Python (best of rounds, over a chain of n multiplications)."""
+    stamps = _native.load()
+    costs: dict[str, float] = {}
+
+    def backward_ns(link: Callable | None) -> tuple[float, float]:
+        y, install = _chain(n, link)
+        t0 = time.thread_time_ns()  # autograd runs a CPU backward on this thread
+        y.backward()
+        return install, (time.thread_time_ns() - t0) / n
+
+    paths: dict[str, Callable | None] = {"bare": None, "python": module_mod._link_backward_py}
+    if stamps is not None:
+        paths["native"] = stamps.link
+    best = {k: (float("inf"), float("inf")) for k in paths}
+    _trace.attach(_NullSink())  # type: ignore[arg-type]  # the Python hook records only then
+    if stamps is not None:
+        stamps.enable(True)
+    try:
+        for _ in range(rounds):
+            for name, link in paths.items():
+                install, run = backward_ns(link)
+                best[name] = (min(best[name][0], install), min(best[name][1], run))
+            if stamps is not None:
+                stamps.take([], final=True)
+    finally:
+        _trace.detach()
+        if stamps is not None:
+            stamps.reset()
+    for name in paths:
+        if name != "bare":
+            costs[f"{name}_install"] = best[name][0] - best["bare"][0]
+            costs[f"{name}_backward"] = best[name][1] - best["bare"][1]
+    return costs
 
 
 def run() -> str:
@@ -212,34 +295,38 @@ def run() -> str:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        results = {label: measure(*spec) for label, spec in MODELS.items()}
+        results = {label: measure(*spec, python_hooks=True) for label, spec in MODELS.items()}
+        costs = boundary_costs()
     finally:
         torch.set_num_threads(threads)
+    load = os.getloadavg()
+    native = "traced_py" in next(iter(results.values()))
     lines = [
         "### nn.Module: reimpl vs torch, traced vs untraced",
         "",
         "One step = forward + backward + SGD step, batch 16; process CPU time with one "
-        "intra-op thread, best of 40 interleaved rounds. Traced = the real recorder writing "
-        "a trace file. Floor = the untraced step plus, on every layer's output, a tensor "
-        "pre-hook that appends (layer, timestamp) to a list (flat MLPs only): the least any "
-        "Python recorder of per-module backward times must do, before building a span. "
-        "Floor + forward spans = floor + (traced without `module.backward` - 1): the lower "
-        "bound for the traced column.",
+        "intra-op thread, best of 40 interleaved rounds (load average "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on a shared 2-core machine: compare "
+        "ratios within this run). Traced = the real recorder writing a trace file, its "
+        "writer thread included; its `module.backward` spans come from the native boundary "
+        "stamp (`reimpl/_native`, a C++ autograd pre-hook"
+        + ("" if native else "; not available in this run, so the Python hooks")
+        + "); Python hooks = the same recorder on its fallback path. Floor = the untraced "
+        "step plus, on every layer's output, a Python tensor pre-hook that appends "
+        "(layer, timestamp) to a list (flat MLPs only): the least any Python recorder of "
+        "per-module backward times must do.",
         "",
         "| model | torch us/step | reimpl / torch (goal <= 1.05) | traced / untraced "
-        "(goal <= 1.10) | traced without `module.backward` / untraced | floor / untraced "
-        "| floor + forward spans |",
+        "(goal <= 1.10) | with Python hooks | without `module.backward` | floor (Python) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label, m in results.items():
-        floor = bound = "-"
-        if "hook_floor" in m:
-            floor = f"{m['hook_floor'] / m['reimpl']:.2f}"
-            bound = f"{(m['hook_floor'] + m['traced_fwd']) / m['reimpl'] - 1:.2f}"
+        floor = f"{m['hook_floor'] / m['reimpl']:.2f}" if "hook_floor" in m else "-"
+        py = f"{m['traced_py'] / m['reimpl']:.2f}" if "traced_py" in m else "-"
         lines.append(
             f"| {label} | {m['torch']:.0f} | {m['reimpl'] / m['torch']:.2f} | "
-            f"{m['traced'] / m['reimpl']:.2f} | {m['traced_fwd'] / m['reimpl']:.2f} | {floor} "
-            f"| {bound} |"
+            f"{m['traced'] / m['reimpl']:.2f} | {py} | {m['traced_fwd'] / m['reimpl']:.2f} "
+            f"| {floor} |"
         )
     lines += [
         "",
@@ -258,14 +345,28 @@ def run() -> str:
         )
     lines += [
         "",
-        "A forward span is one inline record per module call. Each `module.backward` span "
-        "needs one tensor pre-hook per module boundary (installed in forward, called by "
-        "autograd in backward): 100-150 Python callbacks per step for the MLPs. Module span "
-        "records carry their attributes as shared tuples, so Python's cyclic GC stops "
-        "tracking them; with dicts there, buffered records were promoted to the oldest "
-        "generation and set off full collections (measured over 600 steady traced steps of "
-        "the BatchNorm MLP: 2 full collections, 300 ms, a quarter of the recording cost; "
-        "best-of-rounds timings like the ones above mostly miss them). "
+        "One module boundary, in ns of thread CPU time (a chain of 5,000 multiplications, "
+        "each output tied to its input as a module call's; best of 20): installing the "
+        "stamp in forward, and running it in backward.",
+        "",
+        "| boundary hook | install (forward) | run (backward) |",
+        "|---|---:|---:|",
+    ]
+    for name, label in (("native", "native stamp (C++)"), ("python", "Python hook")):
+        if f"{name}_install" in costs:
+            lines.append(
+                f"| {label} | {costs[f'{name}_install']:.0f} | {costs[f'{name}_backward']:.0f} |"
+            )
+    lines += [
+        "",
+        "A forward span is one inline record per module call. A `module.backward` span "
+        "needs a hook per module boundary, installed in forward and called by autograd in "
+        "backward: 100-150 per step for the MLPs. The native stamp times the boundary into "
+        "a per-thread buffer without the GIL, and the recorder turns the buffers into the "
+        "same records at each flush; the Python hooks, the fallback, cost 3-5 us a "
+        "boundary. Module span records carry their attributes as shared tuples, so "
+        "Python's cyclic GC stops tracking them (with dicts there, 600 traced steps of the "
+        "BatchNorm MLP set off 2 full collections, 300 ms). "
         "`torchscope record --no-backward-spans` (or `reimpl._trace.backward_spans = False`) "
         "drops the backward spans.",
     ]

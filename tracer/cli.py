@@ -57,7 +57,7 @@ def cmd_summary(ns: argparse.Namespace) -> int:
     """Prints totals per kind, top spans, processes and threads."""
     from tracer.analyze.summary import render_json, render_text, summarize
 
-    data = summarize(load_reporting(ns.file), top=ns.top)
+    data = summarize(load_reporting(ns.file), top=ns.top, include_imports=ns.include_imports)
     print(render_json(data) if ns.json else render_text(data))
     return 0
 
@@ -116,6 +116,7 @@ def cmd_graph(ns: argparse.Namespace) -> int:
         top=ns.top,
         min_time_ns=min_ns,
         cluster=ns.cluster,
+        include_imports=ns.include_imports,
     )
     result = graphs.draw(graph, output)
     for warning in result.warnings:
@@ -262,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--top", type=int, default=15, help="rows in the top lists")
+    p.add_argument(
+        "--include-imports",
+        action="store_true",
+        help="count imports and numba compilations in the lists (they stand aside by default)",
+    )
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("export", help="write Chrome/Perfetto JSON or JSON lines")
@@ -291,6 +297,11 @@ def _add_graph_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--process", help="only this process (pid, role such as 'rank 1', or main)")
     p.add_argument("--top", type=int, help="keep the N heaviest nodes (-1: all)")
     p.add_argument("--min-time", help="drop nodes under this time (2ms, 150us; bare: ms)")
+    p.add_argument(
+        "--include-imports",
+        action="store_true",
+        help="calls graph: draw imports and numba compilations too (they stand aside)",
+    )
     p.add_argument(
         "--cluster",
         choices=["thread", "device", "process", "none"],

@@ -12,35 +12,41 @@ from typing import Any
 import numpy as np
 
 from tracer.analyze import aggregate
+from tracer.analyze.scope import aside_mask, aside_totals
 from tracer.file.errors import one_line
 from tracer.file.trace import Trace
 
 
-def _group_totals(trace: Trace, key: np.ndarray) -> list[dict[str, Any]]:
-    """count, inclusive and self time per distinct value of ``key``."""
-    uniq, inverse = np.unique(key, return_inverse=True)
-    inverse = inverse.astype(np.int64)
+def _group_totals(trace: Trace, key: np.ndarray, rows: np.ndarray) -> list[dict[str, Any]]:
+    """count, inclusive and self time per distinct value of ``key`` over ``rows``."""
+    uniq, inverse = np.unique(key[rows], return_inverse=True)
+    inverse = inverse.astype(np.int64).reshape(-1)
     counts = np.bincount(inverse, minlength=len(uniq))
-    incl = aggregate.sum_by(inverse, trace.dur_ns, len(uniq))
-    own = aggregate.sum_by(inverse, trace.self_ns, len(uniq))
+    incl = aggregate.sum_by(inverse, trace.dur_ns[rows], len(uniq))
+    own = aggregate.sum_by(inverse, trace.self_ns[rows], len(uniq))
     return [
         {"key": int(k), "count": int(c), "incl_ns": int(i), "self_ns": int(s)}
         for k, c, i, s in zip(uniq, counts, incl, own)
     ]
 
 
-def summarize(trace: Trace, top: int = 15) -> dict[str, Any]:
-    """The summary as plain data (what ``--json`` prints)."""
+def summarize(trace: Trace, top: int = 15, include_imports: bool = False) -> dict[str, Any]:
+    """The summary as plain data (what ``--json`` prints). Imports and numba
+    compilations stand aside (their own line) unless ``include_imports``."""
     strings = trace.strings
-    kinds = [{"kind": str(strings[g.pop("key")]), **g} for g in _group_totals(trace, trace.kind)]
+    aside = aside_mask(trace)
+    rows = np.arange(trace.n) if include_imports else np.flatnonzero(~aside)
+    kinds = [
+        {"kind": str(strings[g.pop("key")]), **g} for g in _group_totals(trace, trace.kind, rows)
+    ]
     kinds.sort(key=lambda g: -g["self_ns"])
     pair = (trace.kind.astype(np.int64) << 32) | trace.name.astype(np.int64)
     spans = []
-    for g in _group_totals(trace, pair):
+    for g in _group_totals(trace, pair, rows):
         key = g.pop("key")
         spans.append({"kind": str(strings[key >> 32]), "name": str(strings[key & 0xFFFFFFFF]), **g})
     wall = int(trace.end_ns.max() - trace.start_ns.min()) if trace.n else 0
-    paths = call_paths(trace)
+    paths = call_paths(trace, None if include_imports else ~aside)
     lanes = np.bincount(trace.thread[trace.thread >= 0], minlength=len(trace.threads))
     return {
         "file": trace.path,
@@ -48,6 +54,7 @@ def summarize(trace: Trace, top: int = 15) -> dict[str, Any]:
         "wall_ns": wall,
         # older traces have no such key: they always recorded backward spans
         "backward_spans": trace.meta.get("backward_spans", "yes") != "no",
+        "imports": {**aside_totals(trace, aside), "included": include_imports},
         "kinds": kinds,
         "top_self": sorted(spans, key=lambda g: -g["self_ns"])[:top],
         "top_inclusive": sorted(spans, key=lambda g: -g["incl_ns"])[:top],
@@ -71,17 +78,19 @@ def summarize(trace: Trace, top: int = 15) -> dict[str, Any]:
     }
 
 
-def call_paths(trace: Trace) -> list[dict[str, Any]]:
-    """Spans merged by call path (the same layer in every step is one entry)."""
+def call_paths(trace: Trace, keep: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Spans merged by call path (the same layer in every step is one entry);
+    ``keep``: only these rows count (a path none of them reaches is left out)."""
     if trace.n == 0:
         return []
     path, path_parent, path_kind, path_name = aggregate.call_paths(
         trace.parent, trace.kind, trace.name, trace.start_order
     )
     n_paths = len(path_parent)
-    counts = np.bincount(path, minlength=n_paths)
-    incl = aggregate.sum_by(path, trace.dur_ns, n_paths)
-    own = aggregate.sum_by(path, trace.self_ns, n_paths)
+    rows = np.arange(trace.n) if keep is None else np.flatnonzero(keep)
+    counts = np.bincount(path[rows], minlength=n_paths)
+    incl = aggregate.sum_by(path[rows], trace.dur_ns[rows], n_paths)
+    own = aggregate.sum_by(path[rows], trace.self_ns[rows], n_paths)
     labels: list[str] = []
     for p in range(n_paths):  # parents are numbered before their children
         label = f"{trace.strings[path_kind[p]]}:{trace.strings[path_name[p]]}"
@@ -95,6 +104,7 @@ def call_paths(trace: Trace) -> list[dict[str, Any]]:
             "self_ns": int(own[p]),
         }
         for p in range(n_paths)
+        if counts[p]
     ]
 
 
@@ -116,6 +126,14 @@ def render_text(summary: dict[str, Any]) -> str:
     ]
     if not summary["backward_spans"]:
         out[1:1] = ["recorded with --no-backward-spans: no module.backward spans", ""]
+    imports = summary["imports"]
+    if imports["spans"] and not imports["included"]:
+        out[1:1] = [
+            f"imports and compilations: {imports['top_level']:,} at top level, "
+            f"{imports['spans']:,} spans, {imports['incl_ns'] / 1e6:.3f} ms; left out below "
+            "(--include-imports; the Imports view and graph --kind imports show them)",
+            "",
+        ]
     out += [
         f"{k['kind']:<24}{k['count']:>10,}{_ms(k['incl_ns'])} {_ms(k['self_ns'])}"
         for k in summary["kinds"]

@@ -22,6 +22,7 @@ from importlib import import_module
 import networkx as nx
 import numpy as np
 
+from tracer.analyze.scope import aside_mask
 from tracer.file.trace import Trace
 from tracer.graphs.render import Rendered, draw
 from tracer.graphs.select import select as select_rows
@@ -50,15 +51,22 @@ def build(
     top: int | None = None,
     min_time_ns: int = 0,
     cluster: str | None = None,
+    include_imports: bool = False,
 ) -> nx.DiGraph:
     """Selects spans (step/thread/process), then builds and prunes one kind of graph.
 
     ``top=None`` keeps each kind's own default (40 nodes; 12 sync points for
     syncbn); a negative ``top`` keeps everything. ``cluster`` (calls only):
-    lanes by thread (default), device, process or none.
+    lanes by thread (default), device, process or none. The calls graph leaves
+    imports and compilations out unless ``include_imports``.
     """
     make = builder(kind)
     mask = select_rows(trace, step=step, thread=thread, process=process)
+    left_out = 0
+    if kind == "calls" and not include_imports:  # the program's own work (tracer.analyze.scope)
+        aside = aside_mask(trace) & mask
+        left_out = int(aside.sum())
+        mask = mask & ~aside
     options: dict = {"min_time_ns": min_time_ns}
     if top is not None:
         options["top"] = None if top < 0 else top
@@ -66,7 +74,13 @@ def build(
         if kind != "calls":
             raise ValueError(f"--cluster applies to the calls graph, not {kind}")
         options["cluster"] = cluster
-    return make(trace, mask, **options)
+    graph = make(trace, mask, **options)
+    if left_out:
+        note = graph.graph.get("note", "")
+        graph.graph["note"] = (note + "; " if note else "") + (
+            f"{left_out:,} import and compilation spans left out (--include-imports)"
+        )
+    return graph
 
 
 def render_subtree(trace: Trace, row: int, out_path: str, top: int | None = DEFAULT_TOP) -> str:

@@ -27,6 +27,9 @@ def test_filters_top_min_time_and_formats(syncbn_trace, imports_trace, tmp_path,
     assert main([*args, "--min-time", "1ms"]) == 0
     assert "showing 5 of 150 modules" in capsys.readouterr().out
     assert main(["graph", imports_trace.path, "--top", "-1", "-o", str(tmp_path / "a.svg")]) == 0
+    assert "import and compilation spans left out (--include-imports)" in capsys.readouterr().out
+    args = ["graph", imports_trace.path, "--top", "-1", "--include-imports"]
+    assert main([*args, "-o", str(tmp_path / "a.svg")]) == 0
     assert "all 150 nodes shown" in capsys.readouterr().out
 
 

@@ -297,8 +297,15 @@ class TraceModel:
         if found is None:
             t = self.trace
             kids = t.children(row)
-            kids = kids[t.thread[kids] == thread]
-            found = (kids, t.start_ns[kids], t.end_ns[kids])
+            if len(kids) > 1 and (np.diff(kids) == 1).all():
+                # Consecutive rows (a span recorded in one go): slices, not gathers.
+                a, b = int(kids[0]), int(kids[-1]) + 1
+                same = t.thread[a:b] == thread
+                if same.all():
+                    found = (kids, t.start_ns[a:b], t.end_ns[a:b])
+            if found is None:
+                kids = kids[t.thread[kids] == thread]
+                found = (kids, t.start_ns[kids], t.end_ns[kids])
         self._kids[key] = found
         while len(self._kids) > 4:
             del self._kids[next(iter(self._kids))]

@@ -45,7 +45,7 @@ def span_tree(path: Path) -> list[tuple]:
             t.kind_of(r),
             t.name_of(r),
             t.func_of(r),
-            {k: v for k, v in (t.attrs(r) or {}).items() if k != "hook_id"},  # an object's id
+            {k: v for k, v in (t.attrs(r) or {}).items() if not k.endswith("_id")},  # id(obj)
             index[int(t.parent[r])] if t.parent[r] >= 0 else -1,
             int(t.thread[r]),
         )
@@ -343,3 +343,15 @@ def test_reimpl_alone_never_loads_the_extension() -> None:
         "assert 'tracer' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dataparallel_replicas(tmp_path: Path) -> None:
+    """Replica threads that name themselves (thread markers), forward hooks, devices;
+    backward through Broadcast and Gather on the main thread. Lockstep: one order."""
+    from samples import dataparallel_hooks
+
+    def program(rec: Recorder) -> None:
+        dataparallel_hooks.run("fixed", use_lockstep=True)
+
+    tree = same_on_both_paths(tmp_path, program)
+    assert len({row[5] for row in tree}) > 1  # replica lanes

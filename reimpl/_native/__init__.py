@@ -24,6 +24,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+from itertools import pairwise
 from operator import itemgetter
 from pathlib import Path
 from time import perf_counter_ns
@@ -137,11 +138,22 @@ def in_close_order(records: list[tuple], stamped: list[tuple]) -> list[tuple]:
         closed = np.maximum.accumulate(ends[rows]) if len(rows) else ends[rows]
         k = np.searchsorted(closed, s_ends[mine], side="right")
         at[mine] = np.append(rows, n)[k]
-    # records at odd keys, stamped just before theirs; the stable sort keeps each
-    # thread's stamped records in their order
-    keys = np.concatenate([np.arange(n, dtype=np.int64) * 2 + 1, at * 2])
-    both = records + stamped
-    return list(map(both.__getitem__, np.argsort(keys, kind="stable").tolist()))
+    # Each thread's stamped records are in close order, so their places only
+    # grow: a few runs (about one per backward pass) spliced in with slices.
+    order = np.argsort(at, kind="stable")
+    places = at[order]
+    if (np.diff(order) < 0).any():  # several threads' runs interleave
+        stamped = list(map(stamped.__getitem__, order.tolist()))
+    runs = [0, *(np.flatnonzero(np.diff(places)) + 1).tolist(), len(stamped)]
+    out: list[tuple] = []
+    prev = 0
+    for first, last in pairwise(runs):
+        place = int(places[first])
+        out += records[prev:place]
+        out += stamped[first:last]
+        prev = place
+    out += records[prev:]
+    return out
 
 
 _tid = itemgetter(2)

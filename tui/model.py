@@ -201,6 +201,38 @@ class TraceModel:
             path.append(int(parent[path[-1]]))
         return path[::-1]
 
+    @cached_property
+    def finding_marks(self) -> dict[int, tuple[str, str]]:
+        """Span row -> (worst severity, rule) of the findings it is evidence of,
+        so the Calls tree can mark them. Evidence names spans by (part, seq),
+        which stays right after ``record --append`` adds parts; the stored row
+        is used when it still names that span."""
+        t = self.trace
+        order = {"info": 0, "warning": 1, "error": 2}
+        marks: dict[int, tuple[str, str]] = {}
+        for f in t.findings:
+            data = f.get("data") if isinstance(f.get("data"), dict) else {}
+            evidence = data.get("evidence") or [{"span": f.get("span")}]
+            for e in evidence if isinstance(evidence, list) else []:
+                row = self._evidence_row(e) if isinstance(e, dict) else None
+                if row is None:
+                    continue
+                old = marks.get(row)
+                if old is None or order.get(f["severity"], 0) > order.get(old[0], 0):
+                    marks[row] = (f["severity"], f["detector"])
+        return marks
+
+    def _evidence_row(self, evidence: dict) -> int | None:
+        t = self.trace
+        row, part, seq = evidence.get("span"), evidence.get("part"), evidence.get("seq")
+        valid = isinstance(row, int) and 0 <= row < t.n
+        if valid and (part is None or (t.part[row] == part and t.seq[row] == seq)):
+            return row
+        if isinstance(part, int) and isinstance(seq, int):
+            hits = np.flatnonzero((t.part == part) & (t.seq == seq))
+            return int(hits[0]) if len(hits) else None
+        return None
+
     def share(self, row: int) -> float:
         """Inclusive time as a fraction of the parent's (of the whole trace for roots)."""
         t = self.trace

@@ -301,7 +301,7 @@ def write_sample(path: str | os.PathLike[str] = OUT) -> str:
     path = os.fspath(path)
     if os.path.exists(path):
         os.remove(path)
-    w = StoreWriter(path)
+    w = StoreWriter(path, run_id="sample")  # fixed: the file is the same every time
     w.set_meta(
         {
             "created": "2026-01-01T00:00:00",
@@ -322,5 +322,31 @@ def write_sample(path: str | os.PathLike[str] = OUT) -> str:
     return path
 
 
+WITH_FINDINGS = Path(__file__).with_name("sample_findings.tsdb")
+
+
+def write_sample_with_findings(path: str | os.PathLike[str] = WITH_FINDINGS) -> str:
+    """The sample plus one stored finding whose evidence is the first step and the
+    import span: what the Calls view marks (tests/tui/test_snapshots.py)."""
+    import sqlite3
+
+    import tracer
+    from tracer.file.findings import insert_finding
+
+    path = write_sample(path)
+    t = tracer.load(path)
+    rows = [  # the outermost of each kind: rows the Calls view shows unopened
+        int(min(np.flatnonzero(t.kind == t.code(kind)), key=lambda r: t.depth[r]))
+        for kind in ("step", "import")
+    ]
+    evidence = [{"span": r, "part": int(t.part[r]), "seq": int(t.seq[r])} for r in rows]
+    data = json.dumps({"evidence": evidence, "fix": "call optimizer.zero_grad()", "details": {}})
+    with sqlite3.connect(path) as conn:
+        message = "steps without zero_grad"
+        insert_finding(conn, "missing-zero-grad", "warning", message, rows[0], data)
+    return path
+
+
 if __name__ == "__main__":
     print(write_sample(sys.argv[1] if len(sys.argv) > 1 else OUT))
+    print(write_sample_with_findings())

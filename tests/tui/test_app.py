@@ -292,3 +292,20 @@ async def test_a_damaged_block_is_announced_in_the_viewer(sample, tmp_path):
         assert isinstance(app.screen, MainScreen)
         messages = [n.message for n in app._notifications]
         assert any("checksum mismatch" in m and "left out" in m for m in messages), messages
+
+
+async def test_spans_carrying_a_finding_are_marked_in_calls():
+    """Each evidence span of a stored finding shows its severity and rule; others do not."""
+    from tui_helpers import SAMPLE
+
+    app = TorchscopeApp(str(SAMPLE.with_name("sample_findings.tsdb")))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        tree = _calls(app).tree
+        t = tree.model.trace
+        marked = sorted(tree.model.finding_marks)
+        assert [t.kind_of(r) for r in marked] == ["import", "step"]
+        for row in range(t.n):
+            label = tree.span_label(row).plain
+            assert ("⚠" in label) == (row in marked), label
+            assert ("[missing-zero-grad]" in label) == (row in marked)

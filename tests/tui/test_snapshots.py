@@ -86,3 +86,10 @@ def test_help_screen(snap_compare):
         await _settle(pilot)
 
     assert snap_compare(_app(), terminal_size=SIZE, run_before=open_help)
+
+
+def test_calls_view_marks_the_evidence_of_a_finding(snap_compare):
+    """tests/data/sample_findings.tsdb: the sample with one stored finding whose
+    evidence is the first step and the import span; both rows carry its mark."""
+    app = TorchscopeApp(str(SAMPLE.with_name("sample_findings.tsdb")))
+    assert snap_compare(app, terminal_size=SIZE, run_before=_settle)

@@ -39,6 +39,9 @@ class NodeInfo:
     hi: int = 0
 
 
+FINDING_STYLES = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
+
+
 class CallTree(Tree[NodeInfo]):
     """Spans grouped by process and thread (or under given roots), opened lazily."""
 
@@ -217,6 +220,10 @@ class CallTree(Tree[NodeInfo]):
             if index is not None:
                 text = Text.assemble((f"#{index} ", "bold"), text)
             text.stylize("bold")
+        mark = self.model.finding_marks.get(row)
+        if mark is not None:  # evidence of a finding (torchscope check): say which
+            style = FINDING_STYLES.get(mark[0], "bold")
+            text = Text.assemble(("⚠ ", style), text, (f"  [{mark[1]}]", style))
         return text
 
     # -- events ---------------------------------------------------------------------

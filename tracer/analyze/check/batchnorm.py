@@ -1,11 +1,13 @@
 """Rules about BatchNorm: running statistics moved during evaluation, batches too small.
 
 Evidence: a ``bn.forward`` instant inside a BatchNorm's ``module.forward`` span,
-recorded whenever it normalised with batch statistics (reimpl/nn/modules/
-batchnorm.py): ``training``, ``updates`` (the running stats moved), ``grad``
-(``torch.is_grad_enabled()``), ``inference`` (``torch.is_inference_mode_enabled()``),
-``per_channel`` (values per channel on this rank), ``batch`` and ``world`` (the
-ranks SyncBatchNorm pooled, 1 when it did not synchronise).
+recorded when it normalised with batch statistics in a state that differs from
+its last record (reimpl/nn/modules/batchnorm.py; a steady training loop
+records each layer once): ``training``, ``updates`` (the running stats moved),
+``grad`` (``torch.is_grad_enabled()``), ``inference``
+(``torch.is_inference_mode_enabled()``), ``per_channel`` (values per channel on
+this rank), ``batch`` and ``world`` (the ranks SyncBatchNorm pooled, 1 when it
+did not synchronise).
 """
 
 from __future__ import annotations
@@ -85,21 +87,16 @@ def bn_train_in_eval(trace: Trace) -> Iterator[Finding]:
             severity="warning",
             message=(
                 f"BatchNorm layer{'s' if len(modules) > 1 else ''} {', '.join(modules)} updated "
-                f"running statistics in "
-                f"{len(rows_of_part)} forward(s) under {' and '.join(sorted(modes))} with the "
-                "model in train mode: evaluation normalised with each batch's own statistics "
-                "and moved the running ones, which the model uses after model.eval()"
+                f"running statistics under {' and '.join(sorted(modes))} with the model in "
+                "train mode: evaluation normalised with each batch's own statistics and moved "
+                "the running ones, which the model uses after model.eval()"
             ),
             evidence=list(first.values()),
             fix=(
                 "Call model.eval() before evaluating and model.train() after; to recompute "
                 "the running statistics on purpose, use torch.optim.swa_utils.update_bn."
             ),
-            details={
-                "modules": modules,
-                "forwards": len(rows_of_part),
-                "modes": sorted(modes),
-            },
+            details={"modules": modules, "modes": sorted(modes)},
         )
 
 
@@ -171,7 +168,6 @@ def _tiny_finding(trace: Trace, module: str, rows: list[int]) -> Finding:
             "values_per_channel": n * world,
             "per_rank": n,
             "world": world,
-            "forwards": len(rows),
             "raises": bool(raising),
         },
     )

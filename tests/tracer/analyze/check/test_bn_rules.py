@@ -32,7 +32,7 @@ def test_bn_train_in_eval_names_the_layer_and_the_mode(tmp_path, mode):
     t = tracer.load(path)
     (finding,) = run_rules(t, BN_RULES)
     assert finding.rule == "bn-train-in-eval" and finding.severity == "warning"
-    assert finding.details["modules"] == ["1"] and finding.details["forwards"] == 2
+    assert finding.details["modules"] == ["1"]
     assert finding.details["modes"] == [f"torch.{mode}()"]
     (row,) = finding.evidence
     assert t.kind_of(row) == "bn.forward" and t.attrs(row)["updates"]
@@ -102,8 +102,44 @@ def test_few_values_per_channel_is_a_warning(tmp_path, batch, severity):
     if severity:
         (finding,) = found
         assert finding.rule == "bn-tiny-batch" and finding.details["values_per_channel"] == batch
-        assert finding.details["forwards"] == 3  # one per training step, one finding
         assert t.kind_of(finding.evidence[0]) == "bn.forward"
+
+
+def test_a_layer_records_only_what_changes(tmp_path):
+    """One record per layer for a steady loop; no_grad, inference mode, another
+    batch size each add one (a record per call would cost what a module span does)."""
+    path = str(tmp_path / "changes.tsdb")
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.BatchNorm1d(8))
+    with tracer.record(path):
+        for _ in range(3):
+            model(torch.randn(16, 4)).sum().backward()
+        with torch.no_grad():
+            model(torch.randn(16, 4))
+        with torch.inference_mode():
+            model(torch.randn(16, 4))
+        model(torch.randn(4, 4))
+        model(torch.randn(4, 4))
+    t = tracer.load(path)
+    rows = [r for r in range(t.n) if t.kind_of(r) == "bn.forward"]
+    seen = [
+        (
+            t.name_of(t.parent[r]),
+            t.attrs(r)["grad"],
+            t.attrs(r)["inference"],
+            t.attrs(r)["per_channel"],
+        )
+        for r in rows
+    ]
+    assert seen == [
+        (layer, grad, inference, n)
+        for grad, inference, n in [
+            (True, False, 16),
+            (False, False, 16),
+            (False, True, 16),
+            (True, False, 4),
+        ]
+        for layer in ("1", "2")
+    ]
 
 
 def test_spatial_values_count_and_eval_uses_running_stats(tmp_path):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,11 @@ SAMPLER = (
     "tests/reimpl/utils/data/test_sampler.py",
     "tests/reimpl/utils/data/test_sampler_global_rng.py",
 )
-AGGREGATE = ("tests/tracer/analyze/test_aggregate.py", "tests/tracer/graphs/test_calls.py")
+AGGREGATE = (
+    "tests/tracer/analyze/test_aggregate.py",
+    "tests/tracer/analyze/test_self_time_threads.py",
+    "tests/tracer/graphs/test_calls.py",
+)
 SUMMARY = ("tests/tracer/analyze/test_summary.py",)
 CHROME = ("tests/tracer/export/test_chrome.py",)
 
@@ -128,6 +133,15 @@ MUTATIONS: list[Mutation] = [
         issue="self time: nothing subtracted",
         before="survived tests/tracer/graphs/, tests/tracer/export/, test_recorder.py (the TUI's "
         "SVG snapshots caught it)",
+    ),
+    Mutation(
+        "covered-self-time-nothing-subtracted",
+        AGGREGATE_PY,
+        "out[p] -= covered",
+        "out[p] -= 0",
+        AGGREGATE,
+        issue="self time: nothing subtracted",
+        before="Trace.self_ns's kernel since d8e049c, after the issue was filed",
     ),
     Mutation(
         "state-dict-buffers-first",
@@ -565,6 +579,27 @@ MUTATIONS: list[Mutation] = [
         AGGREGATE,
     ),
     Mutation(
+        "covered-self-time-counts-other-threads",
+        AGGREGATE_PY,
+        "if thread[k] != thread[p]:",
+        "if False:",
+        AGGREGATE,
+    ),
+    Mutation(
+        "covered-self-time-sums-overlaps",
+        AGGREGATE_PY,
+        "if s > run_end:  # a new run of covered time",
+        "if True:  # a new run of covered time",
+        AGGREGATE,
+    ),
+    Mutation(
+        "covered-self-time-not-clipped",
+        AGGREGATE_PY,
+        "e = min(end[k], end[p])",
+        "e = end[k]",
+        AGGREGATE,
+    ),
+    Mutation(
         "calls-graph-self-is-inclusive",
         "tracer/graphs/calls.py",
         "own=aggregate.sum_by(node_of_sel, own_all[rows], n_nodes),",
@@ -589,8 +624,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "summary-kind-self-is-inclusive",
         SUMMARY_PY,
-        "own = aggregate.sum_by(inverse, trace.self_ns, len(uniq))",
-        "own = aggregate.sum_by(inverse, trace.dur_ns, len(uniq))",
+        "own = aggregate.sum_by(inverse, trace.self_ns[rows], len(uniq))",
+        "own = aggregate.sum_by(inverse, trace.dur_ns[rows], len(uniq))",
         SUMMARY,
     ),
     Mutation(
@@ -603,8 +638,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "summary-path-self-is-inclusive",
         SUMMARY_PY,
-        "own = aggregate.sum_by(path, trace.self_ns, n_paths)",
-        "own = aggregate.sum_by(path, trace.dur_ns, n_paths)",
+        "own = aggregate.sum_by(path[rows], trace.self_ns[rows], n_paths)",
+        "own = aggregate.sum_by(path[rows], trace.dur_ns[rows], n_paths)",
         SUMMARY,
     ),
     Mutation(
@@ -799,6 +834,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--report", type=Path, help=f"where to write (default {REPORT})")
     args = parser.parse_args(argv)
+    # killed: unwind, so the running pytest is killed and the copy removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     chosen = [m for m in MUTATIONS if not args.only or m.name in args.only]
     unknown = set(args.only) - {m.name for m in MUTATIONS}
     if unknown:

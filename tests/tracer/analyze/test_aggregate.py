@@ -73,3 +73,24 @@ def test_a_handmade_trace_has_the_self_times_worked_out_by_hand(tmp_path) -> Non
     assert t.self_ns[rows(t, "__next__")].tolist() == [150]
     assert t.depth[rows(t, "net.fc")].tolist() == [2, 2, 2]
     assert int(t.self_ns.sum()) == 1900 + 150  # self times add up to the roots' time
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [aggregate.self_times_covered, aggregate._self_times_covered],
+    ids=["compiled", "python"],
+)
+def test_covered_self_time_by_hand(kernel) -> None:
+    """``Trace.self_ns``'s kernel: a parent loses the time its same-thread children
+    cover (their inclusive time, not their self time), clipped to the parent."""
+    # rows in start order, one thread: a (0-100) > b (10-60) > c (20-50); a > d (70-90);
+    # e (200-300) with a child linked to it on the same thread that sticks out of
+    # it on both sides (150-220) and one that overlaps its end (280-350)
+    start = np.array([0, 10, 20, 70, 200, 150, 280], dtype=np.int64)
+    end = np.array([100, 60, 50, 90, 300, 220, 350], dtype=np.int64)
+    thread = np.zeros(7, dtype=np.int64)
+    # children in CSR form (Trace.children_index): the roots, then each row's
+    kids = np.array([0, 4, 1, 3, 2, 5, 6], dtype=np.int64)
+    offsets = np.array([0, 2, 4, 5, 5, 5, 7, 7, 7], dtype=np.int64)
+    own = kernel(start, end, thread, offsets, kids).tolist()
+    assert own == [30, 20, 30, 20, 60, 70, 70]  # a: 100 - 50 - 20; e: 100 - 20 - 20

@@ -55,6 +55,7 @@ class Context:
     dense_strings: bool  # every code 1..n_strings-1 names a string
     valid_codes: np.ndarray  # bool per code, when not dense
     threads_of_part: dict[int, np.ndarray]  # part -> thread row per local index (-1: none)
+    show_internal: bool = False  # keep spans of torchscope's own machinery
 
 
 def _column(blob: object, dtype: np.dtype | str, n: int, what: str) -> np.ndarray:
@@ -185,5 +186,28 @@ def _decode(row: tuple, ctx: Context) -> Block:
         _check_codes(col, ctx, what)
     links = _links(row[11], n, ids)
     attr_index, attrs = _attributes(row, n)
-    return Block(part, seq, n, ids, threads, starts, durs, kinds, names, funcs, links,
-                 attr_index, attrs)  # fmt: skip
+    block = Block(part, seq, n, ids, threads, starts, durs, kinds, names, funcs, links,
+                  attr_index, attrs)  # fmt: skip
+    return block if ctx.show_internal else without_internal(block)
+
+
+def without_internal(block: Block) -> Block:
+    """The block without the spans marked ``internal`` (lockstep's hooks): leaves
+    of torchscope's own machinery, which no view should show by default."""
+    if block.attr_index is None or not block.attrs:
+        return block
+    slots = [i for i, v in enumerate(block.attrs) if v.get("internal") is True]
+    if not slots:
+        return block
+    keep = ~np.isin(block.attr_index, slots)
+    new_row = np.cumsum(keep) - 1
+    links = block.links
+    if links is not None:
+        links = links[keep[links[:, 0]]].copy()
+        links[:, 0] = new_row[links[:, 0]]
+        links = links if len(links) else None
+    return Block(
+        block.part, block.seq, int(keep.sum()), block.ids[keep], block.threads[keep],
+        block.starts[keep], block.durs[keep], block.kinds[keep], block.names[keep],
+        block.funcs[keep], links, block.attr_index[keep], block.attrs,
+    )  # fmt: skip

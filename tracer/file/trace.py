@@ -7,6 +7,7 @@ shows is computed from here, in any process, later.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -60,8 +61,15 @@ class Trace:
     ``warnings``, which every command prints.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, show_internal: bool | None = None) -> None:
+        """``show_internal``: keep the spans of torchscope's own machinery
+        (lockstep's hooks); by default ``TORCHSCOPE_SHOW_INTERNAL=1`` decides."""
         self.path = path
+        self.show_internal = (
+            os.environ.get("TORCHSCOPE_SHOW_INTERNAL") == "1"
+            if show_internal is None
+            else show_internal
+        )
         self.warnings: list[str] = []
         conn, notes = open_for_reading(path)
         self.warnings.extend(notes)
@@ -103,7 +111,9 @@ class Trace:
         for p in self.processes:
             thread_of.setdefault(p.part, np.full(0, -1, dtype=np.int64))
         valid = np.array([s is not None for s in self.strings], dtype=bool)
-        return Context(len(self.strings), bool(valid[1:].all()), valid, thread_of)
+        return Context(
+            len(self.strings), bool(valid[1:].all()), valid, thread_of, self.show_internal
+        )
 
     def _load_blocks(self, conn: sqlite3.Connection) -> None:
         ctx = self._context()
@@ -316,6 +326,6 @@ class Trace:
         return next(p for p in self.processes if p.part == part)
 
 
-def load(path: str) -> Trace:
-    """Loads a trace file written by the recorder."""
-    return Trace(str(path))
+def load(path: str, show_internal: bool | None = None) -> Trace:
+    """Loads a trace file written by the recorder (see ``Trace``)."""
+    return Trace(str(path), show_internal)

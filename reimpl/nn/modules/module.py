@@ -1980,6 +1980,8 @@ def _run_hook(path: str, kind: str, hook: Callable, *args: Any, legacy: bool = F
     name = _hook_name(hook)
     attrs: dict[str, Any] = {"hook": name, "hook_id": _hook_id(hook), "module": path}
     attrs["source"] = _hook_source(hook)
+    if getattr(_hook_target(hook), "_torchscope_internal", False):
+        attrs["internal"] = True  # torchscope's own hook (lockstep): views hide it
     if legacy:
         attrs["legacy"] = True
     if kind == "hook.forward" and isinstance(args[-1], Tensor):

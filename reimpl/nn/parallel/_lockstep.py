@@ -95,6 +95,12 @@ def _on_forward(module: Any, args: Any, output: Any) -> None:
     switch_point()
 
 
+# torchscope's own machinery, not the user's hooks: recorded as internal, and
+# hidden by the views unless TORCHSCOPE_SHOW_INTERNAL=1
+_on_forward_pre._torchscope_internal = True  # type: ignore[attr-defined]
+_on_forward._torchscope_internal = True  # type: ignore[attr-defined]
+
+
 class _SwitchingStream:
     """``sys.stdout`` as replicas see it under lockstep: a write is a switch point."""
 

@@ -98,10 +98,25 @@ def test_hook_spans(sink: ListSink) -> None:
     fwd = sink.of("hook.forward")
     assert len(fwd) == 1
     attrs = fwd[0][8]
-    assert attrs == {"hook": f"{__name__}.Recorder", "hook_id": id(rec), "module": "block"}
+    call_line = f"{__file__}:{Recorder.__call__.__code__.co_firstlineno}"
+    assert attrs == {
+        "hook": f"{__name__}.Recorder",
+        "hook_id": id(rec),
+        "module": "block",
+        # what `torchscope check` reads: where the hook is, what it saw, what it rebound
+        "source": call_line,
+        "output_id": id(rec.stored),
+        "rebound": ["stored"],
+    }
     assert fwd[0][6] == attrs["hook"] and rec.stored is not None
     (pre,) = sink.of("hook.forward_pre")
-    assert pre[8] == {"hook": f"{__name__}.Recorder.pre", "hook_id": id(rec), "module": "block.lin"}
+    pre_line = f"{__file__}:{Recorder.pre.__code__.co_firstlineno}"
+    assert pre[8] == {
+        "hook": f"{__name__}.Recorder.pre",
+        "hook_id": id(rec),
+        "module": "block.lin",
+        "source": pre_line,  # it rebinds nothing: no "rebound"
+    }
     (bw,) = sink.of("hook.backward")
     assert bw[8]["hook"] == f"{__name__}._free_hook" and bw[8]["module"] == "block"
     (bwp,) = sink.of("hook.backward_pre")

@@ -248,6 +248,18 @@ def hook_evidence(n: int) -> None:
             _state_changes({}, before, after)
 
 
+def bn_evidence(n: int) -> None:
+    """What `check`'s bn-* rules add to each BatchNorm forward while recording: the
+    state test (unchanged in a steady loop, so nothing is appended)."""
+    from reimpl.nn import BatchNorm1d
+    from reimpl.nn.modules.batchnorm import _record_evidence
+
+    layer, x = BatchNorm1d(8), torch.zeros(16, 8)
+    _record_evidence(layer, x, 1)  # the first call records; the rest find it unchanged
+    for _ in range(n):
+        _record_evidence(layer, x, 1)
+
+
 def run() -> str:
     """Measures and returns the markdown section."""
     empty = _per_call_ns(empty_calls)
@@ -259,6 +271,7 @@ def run() -> str:
             cm = _per_call_ns(attached_with_span) - empty
             hook = _per_call_ns(hook_call) - empty
             evidence = _per_call_ns(hook_evidence) - empty
+            bn = _per_call_ns(bn_evidence) - empty
         costs = store_costs(os.path.join(tmp, "m.tsdb"))
     rows = [
         ("empty Python function call", f"{empty:.0f} ns", "1.00"),
@@ -284,6 +297,12 @@ def run() -> str:
             f"{100 * evidence / hook:.0f}%",
             f"{evidence:.0f} ns",
             f"{evidence / empty:.2f}",
+        ),
+        (
+            "`check`'s BatchNorm evidence per forward in a steady loop (state unchanged: "
+            "nothing appended; the module benchmark's BatchNorm MLP has 50 per step)",
+            f"{bn:.0f} ns",
+            f"{bn / empty:.2f}",
         ),
     ]
     per_span = costs["bytes"] / N_SPANS

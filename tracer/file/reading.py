@@ -34,6 +34,8 @@ def _recover(path: str) -> tuple[str, str]:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         finally:
             conn.close()
+        if _hot_journal(path):  # still there: a live writer's flush, not a killed one
+            return path, ""
         return (
             path,
             "recovered: the recording was killed inside a flush; that flush was rolled back",
@@ -83,7 +85,7 @@ def open_for_reading(path: str) -> tuple[sqlite3.Connection, list[str]]:
     try:
         if _hot_journal(path):
             read_path, note = _recover(path)
-            notes.append(note)
+            notes.extend([note] if note else [])
         conn = connect(read_path, readonly=True)
         kind, version = file_kind(conn)
     except OSError as exc:

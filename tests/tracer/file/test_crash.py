@@ -217,3 +217,34 @@ def _hot_journal_trace(path: str) -> None:
     """A trace whose writer was killed after writing a block, before COMMIT."""
     subprocess.run([sys.executable, "-c", HOT_JOURNAL_CHILD, path], check=False, timeout=60)
     assert os.path.getsize(path + "-journal") > 0
+
+
+def test_a_live_writers_journal_is_waited_for_and_not_called_a_recovery(tmp_path):
+    """A flush in progress in another process leaves a journal too; the reader
+    reads the committed state and says nothing about a recovery."""
+    path = str(tmp_path / "live.tsdb")
+    with tracer.record(path):
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LIVE_WRITER, path], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "in a transaction"
+        assert os.path.getsize(path + "-journal") > 0
+        t = tracer.load(path)
+        assert t.warnings == [] and t.n == 0
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+LIVE_WRITER = r"""
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode=DELETE")
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("UPDATE meta SET value = value WHERE key = 'created'")
+conn.execute("CREATE TABLE scratch(x)")  # pages changed: the journal holds their old content
+print("in a transaction", flush=True)
+time.sleep(60)
+"""

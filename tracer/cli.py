@@ -144,10 +144,12 @@ def cmd_check(ns: argparse.Namespace) -> int:
 
     trace = load_reporting(ns.file)
     try:
-        findings = check(trace, ns.rule)
+        findings, not_stored = check(trace, ns.rule)
     except ValueError as exc:  # an unknown rule id
         print(f"torchscope check: {exc}", file=sys.stderr)
         return 2
+    if not_stored:
+        print(one_line(f"torchscope: warning: findings not stored: {not_stored}"), file=sys.stderr)
     print(render_json(trace, findings) if ns.json else render_text(trace, findings))
     return 1 if failing(findings, ns.fail_on) else 0
 

@@ -162,6 +162,8 @@ def _check(output: str) -> int:
     from tracer.file.trace import load
 
     trace = load(output)
-    findings = check(trace)
+    findings, not_stored = check(trace)
     print(render_text(trace, findings), file=sys.stderr)
+    if not_stored:
+        print(f"torchscope: warning: findings not stored: {not_stored}", file=sys.stderr)
     return 1 if failing(findings, "error") else 0

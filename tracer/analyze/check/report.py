@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from tracer.analyze.check import Finding, all_rules, at_or_above, run_rules
+from tracer.file.errors import TraceError
 from tracer.file.findings import replace_findings
 from tracer.file.trace import Trace
 
@@ -14,9 +15,13 @@ SCHEMA = 1  # of the --json output: {"schema", "file", "findings": [...], "count
 _COLUMNS = ("rule", "severity", "message")  # stored in their own columns, not in data
 
 
-def check(trace: Trace, rule_ids: list[str] | None = None) -> list[Finding]:
+def check(trace: Trace, rule_ids: list[str] | None = None) -> tuple[list[Finding], str | None]:
     """Runs the rules and stores their findings in the trace file (replacing
-    what an earlier check of the same rules stored: no duplicates)."""
+    what an earlier check of the same rules stored: no duplicates).
+
+    Returns the findings and, when they could not be stored (a read-only
+    file), why: the findings are worth printing all the same.
+    """
     findings = run_rules(trace, rule_ids)
     ran = [r.id for r in all_rules()] if rule_ids is None else list(rule_ids)
     rows = [
@@ -25,18 +30,15 @@ def check(trace: Trace, rule_ids: list[str] | None = None) -> list[Finding]:
             f.severity,
             f.message,
             f.evidence[0] if f.evidence else None,
-            json.dumps(
-                {
-                    k: v
-                    for k, v in f.to_json(trace).items()
-                    if k not in ("rule", "severity", "message")
-                }
-            ),
+            json.dumps({k: v for k, v in f.to_json(trace).items() if k not in _COLUMNS}),
         )
         for f in findings
     ]
-    replace_findings(trace.path, ran, rows)
-    return findings
+    try:
+        replace_findings(trace.path, ran, rows)
+    except TraceError as exc:
+        return findings, str(exc)
+    return findings, None
 
 
 def failing(findings: list[Finding], fail_on: str) -> bool:

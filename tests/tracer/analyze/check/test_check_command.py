@@ -116,3 +116,17 @@ def test_record_check_fails_a_run_whose_race_did_no_visible_harm(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "[shared-hook-state] hook __main__.LastOutput on 0" in result.stderr
     assert "rebinds last" in result.stderr
+
+
+def test_findings_are_printed_when_they_cannot_be_stored(buggy, monkeypatch, capsys):
+    from tracer.analyze.check import report
+    from tracer.cli import main
+
+    def refuse(path, detectors, rows):
+        raise tracer.TraceError(f"{path}: cannot store findings here (readonly database).")
+
+    monkeypatch.setattr(report, "replace_findings", refuse)
+    assert main(["check", buggy]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("error: [shared-hook-state]") == 2
+    assert "warning: findings not stored" in err and "readonly database" in err

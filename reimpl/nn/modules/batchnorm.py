@@ -233,11 +233,14 @@ class _BatchNorm(_NormBase):
             num_features, eps, momentum, affine, track_running_stats, **factory_kwargs, bias=bias
         )
 
+    @mirrors("torch.nn.modules.batchnorm._BatchNorm.forward")
     def _exponential_average_factor(self) -> float:
         """The running-stat update weight; counts this batch as a side effect.
 
-        Upstream inlines this in ``forward``; with ``momentum=None`` the running
-        stats become a cumulative average, 1 / (batches seen).
+        Upstream inlines this in ``forward`` (no separate torch function), so it
+        mirrors ``_BatchNorm.forward``, the function its code comes from; with
+        ``momentum=None`` the running stats become a cumulative average,
+        1 / (batches seen).
         """
         # (ONNX export is why upstream sets this even when it is not used.)
         exponential_average_factor = 0.0 if self.momentum is None else self.momentum
@@ -249,8 +252,13 @@ class _BatchNorm(_NormBase):
                 exponential_average_factor = self.momentum
         return exponential_average_factor
 
+    @mirrors("torch.nn.modules.batchnorm._BatchNorm.forward")
     def _bn_training(self) -> bool:
-        """Whether to normalise with batch stats: in training, or when no buffers exist."""
+        """Whether to normalise with batch stats: in training, or when no buffers exist.
+
+        Upstream inlines this in ``forward`` (no separate torch function), so it
+        mirrors ``_BatchNorm.forward``, the function its code comes from.
+        """
         if self.training:
             return True
         return (self.running_mean is None) and (self.running_var is None)
@@ -340,8 +348,13 @@ class SyncBatchNorm(_BatchNorm):
         if input.size(1) == 0:
             raise ValueError("SyncBatchNorm number of input channels should be non-zero")
 
+    @mirrors("torch.nn.modules.batchnorm.SyncBatchNorm.forward")
     def _exponential_average_factor(self) -> float:
-        """As in _BatchNorm, but upstream asserts the counter exists and uses .item()."""
+        """As in _BatchNorm, but upstream asserts the counter exists and uses .item().
+
+        Upstream inlines this in ``SyncBatchNorm.forward`` (no separate torch
+        function), so it mirrors that, the function its code comes from.
+        """
         exponential_average_factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             if self.num_batches_tracked is None:

@@ -133,6 +133,31 @@ class TraceModel:
         return sorted(out, key=lambda lane: (lane.part, lane.thread))
 
     @cached_property
+    def lane_names(self) -> dict[int, str]:
+        """Thread row -> a short name no other lane has, for the timeline.
+
+        ``worker 0/worker 0`` said nothing: a process's main thread is named
+        by its role and pid (two DataLoaders' workers differ by pid); another
+        thread by its role and its own name; a thread name met again in one
+        process (a replica thread of each step) is numbered.
+        """
+        t = self.trace
+        pid = {p.part: p.pid for p in t.processes}
+        names: dict[int, str] = {}
+        seen: dict[str, int] = {}
+        for lane in self.lanes:
+            role = lane.process.split(" (")[0]
+            thread = t.threads[lane.thread]
+            if thread.name in (role, "MainThread"):
+                name = f"{role} pid {pid.get(lane.part, '?')}"
+                name += f" [{thread.device}]" if thread.device else ""
+            else:
+                name = f"{role}/{lane.label}"
+            seen[name] = seen.get(name, 0) + 1
+            names[lane.thread] = name if seen[name] == 1 else f"{name} #{seen[name]}"
+        return names
+
+    @cached_property
     def lanes_by_thread(self) -> dict[int, Lane]:
         """Lane of each thread row."""
         return {lane.thread: lane for lane in self.lanes}

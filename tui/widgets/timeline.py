@@ -22,6 +22,17 @@ from tui.model import TraceModel, fmt_ns, kind_style
 LABEL = 24  # columns for the lane names
 
 
+def fit_label(text: str, width: int) -> str:
+    """``text`` in ``width`` cells, its last cell kept blank so that neighbouring
+    labels never run into each other; cut with an ellipsis when it does not fit,
+    and left out of a bar too narrow for a letter and the ellipsis."""
+    if len(text) < width:
+        return text.ljust(width)
+    if width < 3:
+        return " " * width
+    return text[: width - 2] + "… "
+
+
 class Timeline(Widget, can_focus=True):
     """Bars of spans per lane over ``window``; zoom and pan with keys or the wheel."""
 
@@ -127,8 +138,7 @@ class Timeline(Widget, can_focus=True):
         for lane in lanes[first : first + fit]:
             rows = model.lane_spans(lane.thread, lo, hi, focus)
             self._hits.append(rows)
-            name = f"{lane.process.split(' (')[0]}/{lane.label}"
-            line = Text(name[: LABEL - 1].ljust(LABEL), style="bold")
+            line = Text(fit_label(model.lane_names[lane.thread], LABEL), style="bold")
             line.append_text(self._lane_bars(rows, lo, scale, width))
             lines.append(line)
         return Text("\n").join(lines)
@@ -152,8 +162,7 @@ class Timeline(Widget, can_focus=True):
             style = f"black on {colour}"
             if row == self.row:
                 style = f"bold reverse {colour}"
-            label = t.name_of(row)[: x1 - x0]
-            chars[x0:x1] = list(label.ljust(x1 - x0, " "))
+            chars[x0:x1] = list(fit_label(t.name_of(row), x1 - x0))
             styles.append((x0, x1, style))
         text = Text("".join(chars), style="dim")
         for x0, x1, style in styles:

@@ -332,8 +332,8 @@ class TraceModel:
             kids, kid_starts, kid_ends = self._overlapping(
                 *self._kids_on(int(rows[k]), thread), lo, hi
             )
-            if not len(kids):
-                break
+            if not (kid_ends > kid_starts).any():
+                break  # no children, or only instants (bn.forward): the span itself shows
             rows, starts, ends = (
                 np.concatenate([x[:k], y, x[k + 1 :]])
                 for x, y in ((rows, kids), (starts, kid_starts), (ends, kid_ends))

@@ -99,3 +99,21 @@ def test_formatting():
     assert fmt_ns(2_500_000) == "2.50 ms"
     assert fmt_ns(3e9) == "3.00 s"
     assert kind_style("bn.stats") == kind_style("bn.elemt") != kind_style("optim.step")
+
+
+def test_a_span_whose_only_children_are_instants_is_drawn_itself(tmp_path):
+    """The selected span is drawn as its children's bars; instants (bn.forward,
+    zero long) are no bars, so a BatchNorm span with only its evidence instant
+    inside is drawn as itself."""
+    from reimpl import _trace
+
+    path = str(tmp_path / "t.tsdb")
+    with tracer.record(path):
+        with _trace.span("module.forward", "bn"):
+            _trace.instant("bn.forward", "batch_norm")
+    t = tracer.load(path)
+    model = TraceModel(t)
+    row = int(np.flatnonzero(t.kind == t.code("module.forward"))[0])
+    s, e = int(t.start_ns[row]), int(t.end_ns[row])
+    drawn = model.lane_spans(int(t.thread[row]), s - 10, e + 10, (s, e))
+    assert drawn.tolist() == [row]

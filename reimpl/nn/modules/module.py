@@ -24,13 +24,17 @@ module's path from its root, a ``hook.*`` span per hook call, and
 ``module.backward`` spans from one tensor pre-hook per module boundary (a C++
 one from ``reimpl/_native`` when the recorder drains it; switched off by
 ``reimpl._trace.backward_spans = False``), and sends a structure
-snapshot per root. ``_structure_changed()`` calls on registration paths tell
-it when paths and snapshots must be recomputed. Detached and without hooks,
+snapshot per root; the cold paths (``_apply`` and the conversions on it,
+``train``/``eval``, ``state_dict``, ``load_state_dict``, ``apply``,
+``zero_grad``) leave one span per call on the root. ``_structure_changed()``
+calls on registration paths tell it when paths and snapshots must be
+recomputed. Detached and without hooks,
 ``_call_impl`` is torch's fast path plus one comparison.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import itertools
@@ -559,6 +563,8 @@ class Module:
 
     @mirrors("torch.nn.modules.module.Module._apply")
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Module:
+        if _trace.sink is not None and _outermost("module.apply_fn"):  # torchscope: one span
+            return _traced_apply(self, fn, recurse)
         if recurse:
             for module in self.children():
                 module._apply(fn)
@@ -617,6 +623,8 @@ class Module:
     @mirrors("torch.nn.modules.module.Module.apply")
     def apply(self: T, fn: Callable[[Module], None]) -> T:
         """Apply ``fn`` to every submodule (children first) and then to self."""
+        if _trace.sink is not None and _outermost("module.apply"):  # torchscope: one span
+            return _traced_module_apply(self, fn)  # type: ignore[return-value]
         for module in self.children():
             module.apply(fn)
         fn(self)
@@ -1422,6 +1430,8 @@ class Module:
                 prefix = args[1]
             if len(args) > 2 and keep_vars is False:
                 keep_vars = args[2]
+        if _trace.sink is not None and _outermost("module.state_dict"):  # torchscope: one span
+            return _traced_state_dict(self, destination, prefix, keep_vars)
 
         if destination is None:
             destination = OrderedDict()
@@ -1656,7 +1666,12 @@ class Module:
                         "it should be done inplace."
                     )
 
-        load(self, state_dict)
+        # torchscope: a span with what the load found (post hooks may edit the lists)
+        with _trace.span(
+            "module.load_state_dict", type(self).__name__, strict=strict, keys=len(state_dict)
+        ) as span:
+            load(self, state_dict)
+            span.set(missing=len(missing_keys), unexpected=len(unexpected_keys))
         del load
 
         if strict:
@@ -1789,6 +1804,8 @@ class Module:
         r"""Set the module and its descendants in training mode (``mode=False``: evaluation)."""
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
+        if _trace.sink is not None and _outermost("module.train"):  # torchscope: one span
+            return _traced_train(self, mode)
         self.training = mode
         for module in self.children():
             module.train(mode)
@@ -2388,3 +2405,89 @@ def _choose_boundary_hook() -> None:
 
 
 _trace.on_stamps.append(_choose_boundary_hook)
+
+
+# torchscope: the cold paths that recurse through the children's own methods
+# (``_apply``, ``train``, ``state_dict``, ``apply``; subclasses may override
+# them) leave one span per call on the root, not one per submodule: the
+# outermost call opens the span and calls the method again, and the calls
+# inside it, the children's included, find the kind open and run torch's code.
+
+_open_cold = threading.local()
+"""``kinds``: the set of recursive cold-path span kinds open on this thread."""
+
+
+def _outermost(kind: str) -> bool:
+    """Whether no ``kind`` span is open on this thread (so this call is the root's)."""
+    kinds = getattr(_open_cold, "kinds", None)
+    return kinds is None or kind not in kinds
+
+
+@contextlib.contextmanager
+def _outermost_span(kind: str, module: Module, func: str, **attrs: Any) -> Iterator[Any]:
+    """``_trace.span`` for the root's call; marks ``kind`` open until it closes."""
+    kinds = getattr(_open_cold, "kinds", None)
+    if kinds is None:
+        kinds = _open_cold.kinds = set()
+    kinds.add(kind)
+    try:
+        with _trace.span(kind, type(module).__name__, func=func, **attrs) as span:
+            yield span
+    finally:
+        kinds.discard(kind)
+
+
+def _fn_name(fn: Callable) -> str:
+    """``Module.double.<locals>.<lambda>`` says which conversion it is."""
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _traced_apply(module: Module, fn: Callable[[Tensor], Tensor], recurse: bool) -> Module:
+    """``_apply`` with a recorder: counts the tensors (parameters, grads, buffers) converted."""
+    converted = 0
+
+    def counted(t: Tensor) -> Tensor:
+        nonlocal converted
+        converted += 1
+        return fn(t)
+
+    func = f"{__name__}.Module._apply"
+    with _outermost_span("module.apply_fn", module, func, fn=_fn_name(fn)) as span:
+        try:
+            return module._apply(counted, recurse)
+        finally:
+            span.set(tensors=converted)
+
+
+def _traced_module_apply(module: Module, fn: Callable[[Module], None]) -> Module:
+    """``apply`` with a recorder: counts the modules ``fn`` was called on."""
+    visited = 0
+
+    def counted(m: Module) -> None:
+        nonlocal visited
+        visited += 1
+        fn(m)
+
+    func = f"{__name__}.Module.apply"
+    with _outermost_span("module.apply", module, func, fn=_fn_name(fn)) as span:
+        try:
+            return module.apply(counted)
+        finally:
+            span.set(modules=visited)
+
+
+def _traced_train(module: Module, mode: bool) -> Module:
+    """``train``/``eval`` with a recorder: the mode and the size of the subtree it sets."""
+    func = f"{__name__}.Module.train"
+    subtree = sum(1 for _ in module.modules())
+    with _outermost_span("module.train", module, func, mode=mode, modules=subtree):
+        return module.train(mode)
+
+
+def _traced_state_dict(module: Module, destination: Any, prefix: str, keep_vars: bool) -> Any:
+    """``state_dict`` with a recorder: how many keys the returned dict holds."""
+    func = f"{__name__}.Module.state_dict"
+    with _outermost_span("module.state_dict", module, func, keep_vars=keep_vars) as span:
+        result = module.state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+        span.set(keys=len(result))
+    return result

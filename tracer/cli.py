@@ -50,6 +50,7 @@ def cmd_record(ns: argparse.Namespace) -> int:
         backward_spans=not ns.no_backward_spans,
         append=ns.append,
         check=ns.check,
+        imports=not ns.no_imports,
     )
 
 
@@ -218,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also record every Python call (viztracer) beneath the spans",
     )
     p.add_argument("--depth", type=int, default=40, help="--deep: deepest call stack kept")
+    p.add_argument(
+        "--no-imports",
+        action="store_true",
+        help="do not record the program's imports (they stand aside in the views anyway)",
+    )
     p.add_argument(
         "--check",
         action="store_true",

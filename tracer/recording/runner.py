@@ -62,6 +62,7 @@ def run_under_recorder(
     backward_spans: bool = True,
     append: bool = False,
     check: bool = False,
+    imports: bool = True,
 ) -> int:
     """Runs ``target`` (a path, or a module name when ``module``); returns its exit code.
 
@@ -71,7 +72,8 @@ def run_under_recorder(
     Without ``backward_spans`` modules record forward spans only (no autograd
     hook per module boundary: most of the recording cost of a small-layer model).
     An existing trace at ``output`` is replaced unless ``append``; any other
-    file there is refused (TraceError) before the program starts.
+    file there is refused (TraceError) before the program starts. Without
+    ``imports`` the program's imports are not recorded.
     """
     if not module and not os.path.isfile(target):
         print(f"torchscope record: no such script: {target}", file=sys.stderr)
@@ -85,7 +87,12 @@ def run_under_recorder(
         # deep mode keeps everything in memory: viztracer's calls merge in at the end
         flush_interval=3600.0 if deep else flush_interval,
         argv=argv,
-        meta={"target": "reimpl", "command": " ".join(argv), "deep": str(deep)},
+        meta={
+            "target": "reimpl",
+            "command": " ".join(argv),
+            "deep": str(deep),
+            "imports": "yes" if imports else "no",
+        },
         backward_spans=backward_spans,
         mode="append" if append else "new",
     )
@@ -105,8 +112,9 @@ def run_under_recorder(
     code = 0
     status = "ok"
     viz = start_viztracer(depth) if deep else None  # its own imports stay out of the trace
-    import_hook = ImportHook(recorder)
-    import_hook.install()
+    import_hook = ImportHook(recorder) if imports else None
+    if import_hook is not None:
+        import_hook.install()
     compile_listener = numba_events.install(recorder)
     try:
         if module:
@@ -140,7 +148,8 @@ def run_under_recorder(
                     "dropped (lower --depth)",
                     file=sys.stderr,
                 )
-        import_hook.uninstall()
+        if import_hook is not None:
+            import_hook.uninstall()
         numba_events.uninstall(compile_listener)
         recorder.stop(status)
         signal.signal(signal.SIGTERM, previous)

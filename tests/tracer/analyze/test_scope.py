@@ -49,3 +49,12 @@ def test_the_calls_graph_draws_modules_not_imports(recorded):
     assert "import and compilation spans left out" in own.graph["note"]
     assert "import" in {node[1] for node in graphs.build(t, "calls", include_imports=True).nodes}
     assert graphs.build(t, "imports").number_of_nodes() > 0  # their own graph keeps them
+
+
+def test_record_no_imports_skips_them(tmp_path):
+    out = str(tmp_path / "quiet.tsdb")
+    result = torchscope("record", "--no-imports", "-o", out, SAMPLE, "--variant", "fixed")
+    assert result.returncode == 0, result.stderr
+    t = tracer.load(out)
+    assert t.code("import") < 0 and t.meta["imports"] == "no"
+    assert t.code("hook.forward") >= 0  # the program's own work is all there

@@ -64,6 +64,7 @@ def _metadata(trace: Trace) -> Iterator[dict[str, Any]]:
             "args": {"sort_index": p.part},
         }
     tids = chrome_tids(trace)
+    names = thread_names(trace)
     for t in trace.threads:
         yield {
             "ph": "M",
@@ -71,8 +72,21 @@ def _metadata(trace: Trace) -> Iterator[dict[str, Any]]:
             "pid": pid_of.get(t.part, 0),
             "tid": int(tids[t.row]),
             "ts": 0,
-            "args": {"name": t.label},
+            "args": {"name": names[t.row]},
         }
+
+
+def thread_names(trace: Trace) -> dict[int, str]:
+    """Thread row -> its label, numbered when the same process met it before:
+    each step's replica threads are new threads with the same name, and a
+    timeline of five 'replica 0 [sim:0]' lanes says nothing about which is which."""
+    seen: dict[tuple[int, str], int] = {}
+    out = {}
+    for t in trace.threads:
+        key = (t.part, t.label)
+        seen[key] = seen.get(key, 0) + 1
+        out[t.row] = t.label if seen[key] == 1 else f"{t.label} #{seen[key]}"
+    return out
 
 
 def _linked(trace: Trace) -> tuple[set[int], dict[int, int]]:

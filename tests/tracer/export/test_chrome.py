@@ -96,3 +96,18 @@ def test_times_are_microseconds_from_the_first_span(trace_path, tmp_path):
         "lr": ("i", 200.0, None),
         "replica 1": ("X", 10.0, 2.345),
     }
+
+
+def test_thread_lanes_have_names_of_their_own(tmp_path):
+    """Two DataParallel steps start two pairs of replica threads with the same
+    names: the export numbers the second pair."""
+    from samples import dataparallel_hooks
+
+    path = str(tmp_path / "dp.tsdb")
+    with tracer.record(path):
+        for _ in range(2):
+            dataparallel_hooks.run("fixed", use_lockstep=True)
+    events = list(export_chrome.events(tracer.load(path)))
+    names = [(e["pid"], e["args"]["name"]) for e in events if e["name"] == "thread_name"]
+    assert len(set(names)) == len(names)
+    assert {n for _, n in names} >= {"replica 0 [sim:0]", "replica 0 [sim:0] #2"}

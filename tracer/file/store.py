@@ -243,9 +243,9 @@ class StoreWriter:
                 for statement in SCHEMA.split(";"):  # executescript would commit first
                     if statement.strip():
                         conn.execute(statement)
-                self._put_meta({"format": FORMAT, "schema_version": str(SCHEMA_VERSION)})
+                self.set_meta({"format": FORMAT, "schema_version": str(SCHEMA_VERSION)})
             if self.run_id not in runs:
-                self._put_meta({"run_id": self.run_id})
+                self.set_meta({"run_id": self.run_id})
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -263,15 +263,12 @@ class StoreWriter:
             row = None
         return f"the trace recorded {row[0]}" if row else "an older trace"
 
-    def _put_meta(self, items: dict[str, str]) -> None:
+    def set_meta(self, items: dict[str, str]) -> None:
+        """Stores metadata keys (command, versions, mirror map), each with its checksum."""
         self.conn.executemany(
             "INSERT OR REPLACE INTO meta VALUES (?, ?, ?)",
             [(k, str(v), row_crc(k, str(v))) for k, v in items.items()],
         )
-
-    def set_meta(self, items: dict[str, str]) -> None:
-        """Stores metadata keys (command, versions, mirror map)."""
-        self._put_meta(items)
 
     def add_process(
         self, pid: int, ppid: int, role: str, index: int | None, argv: str, host: str, start_ns: int

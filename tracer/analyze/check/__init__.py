@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from tracer.file.trace import Trace
 
 SEVERITIES = ("info", "warning", "error")
@@ -65,6 +67,12 @@ def rule(rule_id: str, severity: str, summary: str) -> Callable:
         return fn
 
     return register
+
+
+def rows_of_kinds(trace: Trace, kinds: tuple[str, ...]) -> np.ndarray:
+    """Rows of the spans of any of ``kinds`` (empty when the trace has none)."""
+    codes = [c for c in (trace.code(k) for k in kinds) if c >= 0]
+    return np.flatnonzero(np.isin(trace.kind, codes)) if codes else np.empty(0, dtype=np.int64)
 
 
 def run_rules(trace: Trace, rule_ids: Iterable[str] | None = None) -> list[Finding]:

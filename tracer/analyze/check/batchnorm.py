@@ -18,8 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from tracer.analyze import aggregate
-from tracer.analyze.check import Finding, rule
-from tracer.analyze.check.hooks import _rows_of_kinds
+from tracer.analyze.check import Finding, rows_of_kinds, rule
 from tracer.file.trace import Trace
 
 TINY = 8
@@ -34,7 +33,7 @@ RAISES = "Expected more than 1 value per channel when training"
 def _inside(trace: Trace, kinds: tuple[str, ...]) -> np.ndarray:
     """Whether each span ran inside a span of one of ``kinds`` (itself included)."""
     seed = np.full(trace.n, -1, dtype=np.int64)
-    rows = _rows_of_kinds(trace, kinds)
+    rows = rows_of_kinds(trace, kinds)
     seed[rows] = rows
     return aggregate.inherit(trace.parent, trace.start_order, seed) >= 0
 
@@ -64,7 +63,7 @@ def bn_train_in_eval(trace: Trace) -> Iterator[Finding]:
     training step runs without grad, so an update there is either that mistake
     or a deliberate recalibration; ``swa_utils.update_bn`` (the one the trace
     names) is left out. One finding per process, naming every layer."""
-    rows = _rows_of_kinds(trace, ("bn.forward",))
+    rows = rows_of_kinds(trace, ("bn.forward",))
     if not len(rows):
         return
     updates, grad, inference = _flags(trace, rows, "updates", "grad", "inference")
@@ -110,7 +109,7 @@ def bn_tiny_batch(trace: Trace) -> Iterator[Finding]:
     fewer than ``TINY`` they are mostly noise (warning; see ``TINY``).
     SyncBatchNorm counts the values of every rank it pooled; one that did not
     synchronise (no process group) has only its own rank's."""
-    rows = _rows_of_kinds(trace, ("bn.forward",))
+    rows = rows_of_kinds(trace, ("bn.forward",))
     if not len(rows):
         return
     per_channel = trace.attr_values(rows, "per_channel", 0).astype(np.int64)

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tracer.analyze.check import Finding, rule
-from tracer.analyze.check.hooks import _rows_of_kinds
+from tracer.analyze.check import Finding, rows_of_kinds, rule
 from tracer.file.trace import Trace
 
 GENERATORS = {"np_rng": "NumPy", "py_rng": "Python", "torch_rng": "torch"}
@@ -25,7 +24,7 @@ def _iterations(trace: Trace) -> dict[tuple[int, int], dict[int, int]]:
     """(parent pid, base seed) -> worker index -> its ``init`` span: the workers
     one DataLoader iterator started share a parent and a base seed."""
     workers = {p.part: p for p in trace.processes if p.role == "worker"}
-    rows = _rows_of_kinds(trace, ("data.worker",))
+    rows = rows_of_kinds(trace, ("data.worker",))
     rows = rows[trace.name[rows] == trace.code("init")] if len(rows) else rows
     out: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
     for row in rows[np.argsort(trace.start_ns[rows], kind="stable")].tolist():

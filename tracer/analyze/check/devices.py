@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tracer.analyze.check import Finding, rule
-from tracer.analyze.check.hooks import HOOK_KINDS, _device, _rows_of_kinds, replica_of
+from tracer.analyze.check import Finding, rows_of_kinds, rule
+from tracer.analyze.check.hooks import HOOK_KINDS, replica_of, thread_device
 from tracer.file.trace import Trace
 
 ITERATION_ERRORS = ("changed size during iteration", "mutated during iteration")
@@ -15,7 +15,7 @@ ITERATION_ERRORS = ("changed size during iteration", "mutated during iteration")
 
 def _producers(trace: Trace) -> dict[int, list[int]]:
     """Tensor identity -> the forward-hook calls that saw it as a module's output."""
-    hooks = _rows_of_kinds(trace, ("hook.forward",))
+    hooks = rows_of_kinds(trace, ("hook.forward",))
     out: dict[int, list[int]] = {}
     for row, tensor in zip(hooks.tolist(), trace.attr_values(hooks, "output_id").tolist()):
         if tensor is not None:
@@ -34,12 +34,12 @@ def cross_device(trace: Trace) -> Iterator[Finding]:
     The recorder notes the operation's tensors (identity, device) when that
     happens; the producer is the forward hook that saw the foreign tensor as a
     module's output (the DeOldify hook that stored it)."""
-    mismatches = _rows_of_kinds(trace, ("device.mismatch",))
+    mismatches = rows_of_kinds(trace, ("device.mismatch",))
     producers = _producers(trace) if len(mismatches) else {}
     for row in mismatches.tolist():
         attrs = trace.attrs(row)
         consumer = int(trace.parent[row])
-        mine = _device(trace, row)
+        mine = thread_device(trace, row)
         foreign = [t for t in attrs.get("tensors", []) if t.get("device") != mine]
         produced = [
             max((r for r in producers.get(t.get("tensor"), []) if r != row),
@@ -58,7 +58,7 @@ def cross_device(trace: Trace) -> Iterator[Finding]:
             p = trace.attrs(produced[0])
             message += (
                 f", the output of {p.get('module')} that hook {p.get('hook')} kept on "
-                f"{_device(trace, produced[0]) or 'another thread'}"
+                f"{thread_device(trace, produced[0]) or 'another thread'}"
             )
         yield Finding(
             rule="cross-device",
@@ -89,7 +89,7 @@ def mutation_during_iteration(trace: Trace) -> Iterator[Finding]:
     concurrent calls that resized the container, and, as a warning, on calls
     from two replica threads that overlapped in time and resized the same
     object's containers even when the iteration happened not to collide."""
-    hooks = _rows_of_kinds(trace, HOOK_KINDS)
+    hooks = rows_of_kinds(trace, HOOK_KINDS)
     if not len(hooks):
         return
     errors = trace.attr_values(hooks, "error")

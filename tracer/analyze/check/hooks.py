@@ -7,26 +7,22 @@ from collections.abc import Iterator
 import numpy as np
 
 from tracer.analyze import aggregate
-from tracer.analyze.check import Finding, rule
+from tracer.analyze.check import Finding, rows_of_kinds, rule
 from tracer.file.trace import Trace
 
 HOOK_KINDS = ("hook.forward_pre", "hook.forward", "hook.backward_pre", "hook.backward")
 
 
-def _rows_of_kinds(trace: Trace, kinds: tuple[str, ...]) -> np.ndarray:
-    codes = [c for c in (trace.code(k) for k in kinds) if c >= 0]
-    return np.flatnonzero(np.isin(trace.kind, codes)) if codes else np.empty(0, dtype=np.int64)
-
-
 def replica_of(trace: Trace) -> np.ndarray:
     """The ``dp.replica`` span each span ran inside (-1: none)."""
     seed = np.full(trace.n, -1, dtype=np.int64)
-    replicas = _rows_of_kinds(trace, ("dp.replica",))
+    replicas = rows_of_kinds(trace, ("dp.replica",))
     seed[replicas] = replicas
     return aggregate.inherit(trace.parent, trace.start_order, seed)
 
 
-def _device(trace: Trace, row: int) -> str | None:
+def thread_device(trace: Trace, row: int) -> str | None:
+    """The device the thread of span ``row`` serves (a replica's sim:k), if named."""
     thread = int(trace.thread[row])
     return trace.threads[thread].device if 0 <= thread < len(trace.threads) else None
 
@@ -42,7 +38,7 @@ def shared_hook_state(trace: Trace) -> Iterator[Finding]:
     saw (``self.stored = output``) is overwritten by whichever replica ran last,
     and the others read it. Evidence needs no error: a hook object called from
     two replicas of one ``parallel_apply`` that rebound an attribute of its own."""
-    hooks = _rows_of_kinds(trace, HOOK_KINDS)
+    hooks = rows_of_kinds(trace, HOOK_KINDS)
     replica = replica_of(trace)[hooks] if len(hooks) else hooks
     rows = hooks[replica >= 0]
     if not len(rows):
@@ -72,7 +68,7 @@ def _shared_hook_finding(trace: Trace, rows: list[int], apply: int) -> Finding:
     threads = sorted({int(trace.thread[r]) for r in rows})
     rebound = sorted({a for r in rows for a in trace.attrs(r).get("rebound", [])})
     attrs = trace.attrs(rows[0])
-    devices = sorted({d for r in rows if (d := _device(trace, r)) is not None})
+    devices = sorted({d for r in rows if (d := thread_device(trace, r)) is not None})
     return Finding(
         rule="shared-hook-state",
         severity="error",
@@ -110,7 +106,7 @@ def deprecated_backward_hook(trace: Trace) -> Iterator[Finding]:
     so for a module of several operations it sees the wrong grad_input; torch
     deprecates it. One finding per hook object, pointing at its first call."""
     seen: set[int] = set()
-    rows = _rows_of_kinds(trace, ("hook.backward",))
+    rows = rows_of_kinds(trace, ("hook.backward",))
     legacy = rows[trace.attr_values(rows, "legacy", False).astype(bool)] if len(rows) else rows
     for row in legacy.tolist():
         attrs = trace.attrs(row)

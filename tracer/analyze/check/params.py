@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tracer.analyze.check import Finding, rule
-from tracer.analyze.check.hooks import _rows_of_kinds
+from tracer.analyze.check import Finding, rows_of_kinds, rule
 from tracer.file.trace import Trace
 
 SHOWN = 6  # parameter names spelled out in a message; details list them all
@@ -25,7 +24,7 @@ SHOWN = 6  # parameter names spelled out in a message; details list them all
 
 def _steps_by_part(trace: Trace) -> dict[int, list[int]]:
     """``optim.step`` rows per process, in start order (only steps with evidence)."""
-    rows = _rows_of_kinds(trace, ("optim.step",))
+    rows = rows_of_kinds(trace, ("optim.step",))
     rows = rows[np.argsort(trace.start_ns[rows], kind="stable")]
     ids = trace.attr_values(rows, "id")
     out: dict[int, list[int]] = defaultdict(list)

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tracer.analyze.check import Finding, rule
-from tracer.analyze.check.hooks import _rows_of_kinds
+from tracer.analyze.check import Finding, rows_of_kinds, rule
 from tracer.file.trace import Trace
 
 
@@ -30,8 +29,8 @@ def scheduler_before_optimizer(trace: Trace) -> Iterator[Finding]:
     """Since PyTorch 1.1 the scheduler steps after the optimizer; stepping it
     first skips the first value of the schedule (torch warns once, easily
     missed). The scheduler's own first step, in its constructor, is not a call."""
-    scheds = _by_part(trace, _rows_of_kinds(trace, ("sched.step",)))
-    steps = _by_part(trace, _rows_of_kinds(trace, ("optim.step",)))
+    scheds = _by_part(trace, rows_of_kinds(trace, ("sched.step",)))
+    steps = _by_part(trace, rows_of_kinds(trace, ("optim.step",)))
     for part, rows in scheds.items():
         calls = [r for r in rows if not trace.attrs(r).get("initial")]
         first_step = steps.get(part, [None])[0]
@@ -66,8 +65,8 @@ def missing_zero_grad(trace: Trace) -> Iterator[Finding]:
     ``zero_grad`` (of the optimizer or of any module) between them make the
     second step apply the first step's gradients again. Gradients cleared by
     hand (``p.grad = None``) are invisible to the trace: the message says so."""
-    steps = _by_part(trace, _rows_of_kinds(trace, ("optim.step",)))
-    clears = _by_part(trace, _rows_of_kinds(trace, ("optim.zero_grad", "module.zero_grad")))
+    steps = _by_part(trace, rows_of_kinds(trace, ("optim.step",)))
+    clears = _by_part(trace, rows_of_kinds(trace, ("optim.zero_grad", "module.zero_grad")))
     for part, rows in steps.items():
         clear_starts = np.sort(trace.start_ns[clears.get(part, [])]) if part in clears else None
         by_optimizer: dict[str, list[int]] = defaultdict(list)

@@ -5,8 +5,6 @@ detached; and the traced calls still do what torch's do."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from sinks import ListSink
@@ -25,16 +23,6 @@ COLD_KINDS = (
 NET_TENSORS = 10  # 7 parameters, 3 buffers (one buffer is None)
 NET_MODULES = 8  # Net, first, block, block.lin, block.act, stat, shared, head
 NET_KEYS = 9  # state_dict: 7 parameters, 2 persistent buffers
-
-
-@pytest.fixture
-def sink() -> Iterator[ListSink]:
-    s = ListSink()
-    _trace.attach(s)
-    try:
-        yield s
-    finally:
-        _trace.detach()
 
 
 def only(sink: ListSink, kind: str) -> dict:

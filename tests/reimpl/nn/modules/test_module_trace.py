@@ -4,7 +4,6 @@ spans named by path, hook spans, module.backward spans and structure snapshots."
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,16 +14,6 @@ from reimpl import _trace
 from reimpl.nn.modules import module as rmod
 
 X = torch.randn(5, 3)
-
-
-@pytest.fixture
-def sink() -> Iterator[ListSink]:
-    s = ListSink()
-    _trace.attach(s)
-    try:
-        yield s
-    finally:
-        _trace.detach()
 
 
 def test_forward_spans_are_named_by_path(sink: ListSink) -> None:

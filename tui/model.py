@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from tracer.analyze.lanes import thread_names
 from tracer.file.trace import Trace
 
 KIND_COLOURS = {
@@ -143,18 +144,17 @@ class TraceModel:
         """
         t = self.trace
         pid = {p.part: p.pid for p in t.processes}
+        numbered = thread_names(t)  # the label, "#k" added when the process met it before
         names: dict[int, str] = {}
-        seen: dict[str, int] = {}
         for lane in self.lanes:
             role = lane.process.split(" (")[0]
             thread = t.threads[lane.thread]
             if thread.name in (role, "MainThread"):
                 name = f"{role} pid {pid.get(lane.part, '?')}"
                 name += f" [{thread.device}]" if thread.device else ""
+                names[lane.thread] = name + numbered[lane.thread][len(lane.label) :]
             else:
-                name = f"{role}/{lane.label}"
-            seen[name] = seen.get(name, 0) + 1
-            names[lane.thread] = name if seen[name] == 1 else f"{name} #{seen[name]}"
+                names[lane.thread] = f"{role}/{numbered[lane.thread]}"
         return names
 
     @cached_property

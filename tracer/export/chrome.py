@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from tracer.analyze.lanes import thread_names
 from tracer.file.output import atomic_output
 from tracer.file.trace import Trace
 
@@ -74,19 +75,6 @@ def _metadata(trace: Trace) -> Iterator[dict[str, Any]]:
             "ts": 0,
             "args": {"name": names[t.row]},
         }
-
-
-def thread_names(trace: Trace) -> dict[int, str]:
-    """Thread row -> its label, numbered when the same process met it before:
-    each step's replica threads are new threads with the same name, and a
-    timeline of five 'replica 0 [sim:0]' lanes says nothing about which is which."""
-    seen: dict[tuple[int, str], int] = {}
-    out = {}
-    for t in trace.threads:
-        key = (t.part, t.label)
-        seen[key] = seen.get(key, 0) + 1
-        out[t.row] = t.label if seen[key] == 1 else f"{t.label} #{seen[key]}"
-    return out
 
 
 def _linked(trace: Trace) -> tuple[set[int], dict[int, int]]:

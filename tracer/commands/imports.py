@@ -1,0 +1,32 @@
+"""``torchscope imports``: what ``import MODULE`` does, in a fresh interpreter."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def run(ns: argparse.Namespace) -> int:
+    """Records what importing a module does, in a fresh interpreter."""
+    from tracer.recording.imports import render_imports, run_imports
+
+    output = ns.output or f"imports_{ns.module.replace('.', '_')}.tsdb"
+    code = run_imports(ns.module, output, deep=ns.deep, depth=ns.depth)
+    if os.path.exists(output):
+        print(render_imports(output, top=ns.top))
+    return code
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Declares ``imports``."""
+    p = sub.add_parser("imports", help="record what `import MODULE` does (default torch)")
+    p.add_argument("module", nargs="?", default="torch")
+    p.add_argument("-o", "--output", help="trace file (default: imports_MODULE.tsdb)")
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="also record every Python call during the import (viztracer)",
+    )
+    p.add_argument("--depth", type=int, default=40, help="--deep: deepest call stack kept")
+    p.add_argument("--top", type=int, default=15, help="rows in the top lists")
+    p.set_defaults(func=run)

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
-from tracer.commands import COMMANDS
+from tracer.commands import command_modules
 from tracer.file.errors import TraceError, one_line
 
 
@@ -19,8 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch what PyTorch does inside a training step, and find its bugs.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"tracer.commands.{name}").add_parser(sub)
+    for module in command_modules():
+        module.add_parser(sub)
     return parser
 
 

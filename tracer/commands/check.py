@@ -8,6 +8,8 @@ import sys
 from tracer.commands.reporting import load_reporting
 from tracer.file.errors import one_line
 
+ORDER = 50  # place in --help
+
 
 def run(ns: argparse.Namespace) -> int:
     """Runs the detectors, stores their findings in the trace, prints them;

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+ORDER = 10  # place in --help
+
 
 def run(ns: argparse.Namespace) -> int:
     """Records the default sample, then shows it."""

@@ -7,6 +7,8 @@ import os
 
 from tracer.commands.reporting import load_reporting
 
+ORDER = 70  # place in --help
+
 
 def run(ns: argparse.Namespace) -> int:
     """Writes the trace in another format (Chrome/Perfetto JSON, JSON lines)."""

@@ -8,6 +8,8 @@ import sys
 
 from tracer.commands.reporting import load_reporting
 
+ORDER = 80  # place in --help
+
 
 def run(ns: argparse.Namespace) -> int:
     """Draws one kind of graph of the trace with Graphviz."""

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+ORDER = 90  # place in --help
+
 
 def run(ns: argparse.Namespace) -> int:
     """Converts a Chrome trace (viztracer, torch.profiler) into a trace file for the TUI."""

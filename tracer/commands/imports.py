@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+ORDER = 40  # place in --help
+
 
 def run(ns: argparse.Namespace) -> int:
     """Records what importing a module does, in a fresh interpreter."""

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+ORDER = 30  # place in --help
+
 
 def default_output(target: str, module: bool) -> str:
     """train.py -> train.tsdb; -m pkg.train -> pkg_train.tsdb."""

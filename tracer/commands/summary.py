@@ -6,6 +6,8 @@ import argparse
 
 from tracer.commands.reporting import load_reporting
 
+ORDER = 60  # place in --help
+
 
 def run(ns: argparse.Namespace) -> int:
     """Prints totals per kind, top spans, processes and threads."""

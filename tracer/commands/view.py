@@ -7,6 +7,8 @@ import sys
 
 from tracer.commands.reporting import load_reporting
 
+ORDER = 20  # place in --help
+
 
 def run(ns: argparse.Namespace) -> int:
     """Opens a trace in the interactive viewer (the TUI)."""

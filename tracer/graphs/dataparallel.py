@@ -1,13 +1,16 @@
-"""One ``DataParallel`` forward: scatter -> replicas (a cluster per device) -> gather.
+"""One ``DataParallel`` call: scatter -> replicas (a cluster per device) -> gather,
+and in backward the replicas' gradients summed back (``dp.reduce_add``).
 
 Reads the ``dp.*`` spans of DESIGN.md -- ``dp.scatter``, ``dp.replicate``,
 ``dp.broadcast``, ``dp.parallel_apply``, ``dp.replica`` (attribute
-``device``) and ``dp.gather`` -- and whatever attributes they carry: tensor
+``device``), ``dp.gather`` and backward's ``dp.reduce_add`` (attribute
+``sizes``: bytes from each device) -- and whatever attributes they carry: tensor
 shapes are recognised by their form (a list of ints, ``{"shape": ...}``, or a
 list of those per device), not by agreed key names, so a missing or renamed
 attribute only removes a label. Calls are delimited by time within a
 process (a call ends at its ``dp.gather``), so the graph does not depend on
-how spans nest either. Inside each replica, its direct callees and every
+how spans nest either; a ``dp.reduce_add`` belongs to the call gathered
+before it. Inside each replica, its direct callees and every
 hook it ran are shown; a replica that failed is red with its error.
 """
 
@@ -32,6 +35,8 @@ DP_KINDS = (
     "dp.replica",
     "dp.gather",
 )
+BACKWARD_KINDS = ("dp.reduce_add",)
+"""Spans of a call's backward: they come after its gather."""
 
 
 def _is_shape(v: object) -> bool:
@@ -100,19 +105,27 @@ def _joined(values: list, dim: object) -> str | None:
 
 
 def dp_calls(trace: Trace, mask: np.ndarray) -> list[list[int]]:
-    """The ``dp.*`` rows of each DataParallel call, in time order (a call ends at gather)."""
-    codes = [c for c in map(trace.code, DP_KINDS) if c >= 0]
+    """The ``dp.*`` rows of each DataParallel call, in time order (a call ends at gather;
+    its backward's reductions, after the gather, join it)."""
+    codes = [c for c in map(trace.code, DP_KINDS + BACKWARD_KINDS) if c >= 0]
     rows = np.flatnonzero(mask & np.isin(trace.kind, codes)) if codes else np.zeros(0, int)
     rows = rows[np.lexsort((trace.start_ns[rows], trace.part[rows]))]
     gather = trace.code("dp.gather")
+    backward = [c for c in map(trace.code, BACKWARD_KINDS) if c >= 0]
     calls: list[list[int]] = []
     open_by_part: dict[int, list[int]] = {}
+    gathered: dict[int, list[int]] = {}  # the last call of each part that gathered
     for row in rows.tolist():
-        current = open_by_part.setdefault(int(trace.part[row]), [])
+        part = int(trace.part[row])
+        current = open_by_part.setdefault(part, [])
+        if trace.kind[row] in backward and not current and part in gathered:
+            gathered[part].append(row)
+            continue
         current.append(row)
         if trace.kind[row] == gather:
             calls.append(current)
-            open_by_part[int(trace.part[row])] = []
+            gathered[part] = current
+            open_by_part[part] = []
     calls += [c for c in open_by_part.values() if c]  # a call that never gathered (it failed)
     return sorted(calls, key=lambda c: int(trace.start_ns[c[0]]))
 
@@ -241,6 +254,37 @@ def _add_ends(graph: nx.DiGraph, scatter_attrs: dict, gather_attrs: dict, device
         graph.add_edge("dp.gather", "output", label=out)
 
 
+def _add_reductions(graph: nx.DiGraph, trace: Trace, rows: list[int], host_label: str) -> None:
+    """Backward: each broadcast group's gradients, one edge from every replica's device."""
+    for i, row in enumerate(rows):
+        attrs = trace.attrs(row)
+        node = ("reduce_add", i)
+        size = attrs.get("bytes")
+        graph.add_node(
+            node,
+            type="reduce_add",
+            row=row,
+            attrs=attrs,
+            duration_ns=int(trace.dur_ns[row]),
+            thread=host_label,
+            label=label(
+                "reduce_add (backward)",
+                f"{attrs.get('tensors', '?')} tensors -> {attrs.get('destination', '?')}",
+                fmt_ns(trace.dur_ns[row]),
+                *([fmt_bytes(size)] if isinstance(size, int) else []),
+            ),
+            fillcolor=kind_color("dp.reduce_add"),
+        )
+        sizes = attrs.get("sizes") if isinstance(attrs.get("sizes"), dict) else {}
+        for device in attrs.get("devices") or list(sizes):
+            src = ("replica", device)
+            if src not in graph:
+                continue
+            n = sizes.get(device)
+            text = f"grads {fmt_bytes(n)}" if isinstance(n, int) else "grads"
+            graph.add_edge(src, node, type="reduce", label=text, style="dashed")
+
+
 def build(
     trace: Trace, mask: np.ndarray | None = None, *, top: int | None = 40, min_time_ns: int = 0
 ) -> nx.DiGraph:
@@ -275,6 +319,7 @@ def build(
         shape_out = (gathered[i] if gathered else None) or _pick(attrs, ("out",))
         _connect(graph, node, shape_in, shape_out)
     _add_ends(graph, scatter_attrs, gather_attrs, devices)
+    _add_reductions(graph, trace, [r for r in rows if kinds[r] == "dp.reduce_add"], host_label)
     note_left_out(graph, "DataParallel calls", keep_top(np.ones(len(calls)), 1))
     graph.graph["note"] = f"call {len(calls)} of {len(calls)}, host thread {host_label}" + (
         "; --step N shows another" if len(calls) > 1 else ""

@@ -10,7 +10,8 @@ Left out: the ``out=`` variants on simulated devices, NCCL (upstream uses it
 in ``reduce_add`` when available; here it is the plain sum), and coalescing on
 simulated devices (upstream flattens small tensors into 10 MiB buffers to save
 CUDA launches; a simulated move has nothing to save, so it goes tensor by
-tensor). ``broadcast_coalesced`` records a ``dp.broadcast`` span.
+tensor). ``broadcast_coalesced`` records a ``dp.broadcast`` span and
+``reduce_add_coalesced`` (DataParallel's backward) a ``dp.reduce_add`` span.
 """
 
 from __future__ import annotations
@@ -146,7 +147,39 @@ def reduce_add(inputs: Sequence[Tensor], destination: Any = None) -> Tensor:
 def reduce_add_coalesced(
     inputs: Sequence[Sequence[Tensor]], destination: Any = None, buffer_size: int = 10485760
 ) -> tuple[Tensor, ...]:
-    """Sums each group of tensors (one list per device) onto ``destination``."""
+    """Sums each group of tensors (one list per device) onto ``destination``.
+
+    DataParallel's backward comes here (``Broadcast.backward`` ->
+    ``ReduceAddCoalesced``): the replicas' gradients of one broadcast group
+    summed onto the module's device, recorded as one ``dp.reduce_add`` span.
+    """
+    with _trace.span("dp.reduce_add", "reduce_add_coalesced") as span:
+        if _trace.sink is not None:  # recording: what came from where
+            span.set(**_reduction(inputs, destination))
+        return _reduce_add_coalesced(inputs, destination, buffer_size)
+
+
+def _reduction(inputs: Sequence[Sequence[Tensor]], destination: Any) -> dict:
+    """The attributes of a ``dp.reduce_add`` span: source devices and bytes from each."""
+    simulated = is_sim(destination)
+    sizes = {}
+    for group in inputs:
+        if group:
+            device = sim_device_of(group[0]) if simulated else str(group[0].device)
+            sizes[device] = sum(t.numel() * t.element_size() for t in group)
+    return {
+        "devices": list(sizes),
+        "destination": str(destination),
+        "tensors": len(inputs[0]) if inputs else 0,
+        "sizes": sizes,
+        "bytes": sum(sizes.values()),
+    }
+
+
+def _reduce_add_coalesced(
+    inputs: Sequence[Sequence[Tensor]], destination: Any, buffer_size: int
+) -> tuple[Tensor, ...]:
+    """The body of upstream's ``reduce_add_coalesced``."""
     if is_sim(destination):
         return tuple(reduce_add(group, destination) for group in zip(*inputs))
     dense_tensors: list[list] = [[] for _ in inputs]  # shape (num_gpus, num_tensors)

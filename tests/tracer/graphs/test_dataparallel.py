@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 import tracer
 from reimpl import _trace
@@ -118,3 +119,31 @@ def test_resolve_replica_paths():
     assert modules.resolve("UNet", mods, "DataParallel") == "module"
     assert modules.resolve("encoder.0", mods, "DataParallel", frozenset({"encoder.0"})) is None
     assert modules.resolve("decoder", mods, "DataParallel") is None
+
+
+def test_backward_reductions_join_their_call(trace_path, svg_text, tmp_path):
+    """Two calls, each with its backward: one reduce_add per call, an edge per device."""
+    from reimpl import nn
+    from reimpl.nn.parallel import DataParallel
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    dp = DataParallel(model, device_ids=["sim:0", "sim:1"])
+    with tracer.record(trace_path):
+        for i in range(2):
+            with _trace.step(i):
+                dp(torch.randn(6, 3)).sum().backward()
+    t = tracer.load(trace_path)
+    assert len(dataparallel.dp_calls(t, np.ones(t.n, dtype=bool))) == 2  # no third, open call
+    g = dataparallel.build(t)
+    (reduce,) = [n for n, d in g.nodes(data=True) if d["type"] == "reduce_add"]
+    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert g.nodes[reduce]["attrs"]["sizes"] == {"sim:0": nbytes, "sim:1": nbytes}
+    for device in ("sim:0", "sim:1"):
+        edge = g.edges[("replica", device), reduce]
+        assert edge["type"] == "reduce" and edge["label"] == f"grads {nbytes} B"
+    first = dataparallel.build(t, select.select(t, step=0))
+    assert [d["row"] for _n, d in first.nodes(data=True) if d["type"] == "reduce_add"] != [
+        g.nodes[reduce]["row"]
+    ]  # each call draws its own backward
+    out = draw(g, str(tmp_path / "dp.svg"))
+    assert "reduce_add (backward)" in svg_text(out.path)

@@ -126,6 +126,7 @@ def test_events_tell_the_story(sink):
         "dp.replica",
         "dp.replica",
         "dp.gather",
+        "dp.reduce_add",  # backward: the replicas' parameter gradients summed back
     ]
     (scatter,) = sink.of_kind("dp.scatter")
     assert scatter[8]["chunks"] == {"sim:0": [[3, 3]], "sim:1": [[2, 3]]}

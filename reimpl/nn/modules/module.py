@@ -1987,8 +1987,13 @@ def _traced_call_with_hooks(
     return result
 
 
-def _run_hook(path: str, kind: str, hook: Callable, *args: Any, legacy: bool = False) -> Any:
-    """Calls ``hook(*args)`` and records a ``hook.*`` span for it."""
+def _run_hook(
+    path: str, kind: str, hook: Callable, *args: Any, legacy: bool = False, func: str = _HOOK_FUNC
+) -> Any:
+    """Calls ``hook(*args)`` and records a ``hook.*`` span for it.
+
+    ``func``: the function the span names (the torch target names torch's).
+    """
     sink = _trace.sink
     if sink is None:
         return hook(*args)
@@ -2018,7 +2023,7 @@ def _run_hook(path: str, kind: str, hook: Callable, *args: Any, legacy: bool = F
             after = _state_marks(state)  # type: ignore[arg-type]
             if after != before:  # the common case costs two C-level passes and a compare
                 _state_changes(attrs, before, after)
-        sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), kind, name, _HOOK_FUNC, attrs))
+        sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), kind, name, func, attrs))
 
 
 _CONTAINERS = (dict, list, set)

@@ -1,0 +1,233 @@
+"""``module.forward``, ``hook.*`` and ``module.backward`` spans of torch.nn modules.
+
+Seams: torch's global forward pre/post hooks (``register_module_forward_pre_hook``,
+``register_module_forward_hook(always_call=True)``), the global registration
+hooks (a submodule, parameter or buffer assigned: cached paths are stale), and
+the values of each module's own hook dicts, wrapped in place for the run (the
+user's hooks record ``hook.*`` spans) and put back at detach.
+
+Paths, classes and structure snapshots come from reimpl's own cache
+(``reimpl/nn/modules/module.py``: names from the root's ``named_modules``),
+which only needs what a torch module has too; so an optimizer's
+``param_names`` evidence and the snapshots work unchanged. Backward spans use
+reimpl's boundary hook as it is chosen per attach: the native stamp
+(``reimpl/_native``) or its Python fallback, never global backward hooks.
+
+Order inside torch's ``_call_impl``: global pre-hooks run before the module's
+own, so the span opens first; but global forward hooks run *before* the
+module's own, so when the module has forward hooks of its own the span stays
+open and the last of them closes it (its result is the module's result).
+A module's hooks are wrapped when its tree is first seen and when a call
+finds one unwrapped; torch builds the list of pre-hooks before calling ours,
+so a pre-hook registered on a module after its tree was first seen is
+recorded from that module's next call on.
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from threading import get_ident
+from time import perf_counter_ns
+from typing import Any
+
+import torch
+import torch.nn.modules.module as torch_module
+from torch import Tensor
+
+from reimpl import _trace
+from reimpl.nn.modules import module as rm
+from reimpl.utils import hooks as reimpl_hooks
+from tracer.targets.torch.attach import Options, Patches
+
+FORWARD_FUNC = "torch.nn.modules.module.Module._call_impl"
+HOOK_FUNC = FORWARD_FUNC  # torch calls every module hook from _call_impl
+
+_stacks: dict[int, list[list]] = {}
+"""thread id -> open forward calls: [module, span id, start, path entry, pending, result]."""
+_options = [Options()]  # the attached adapter's
+_wrapped: weakref.WeakSet = weakref.WeakSet()
+"""Modules whose hook dicts hold our wrappers (put back at detach)."""
+_HOOK_DICTS = (
+    ("_forward_pre_hooks", "hook.forward_pre"),
+    ("_forward_hooks", "hook.forward"),
+    ("_backward_pre_hooks", "hook.backward_pre"),
+    ("_backward_hooks", "hook.backward"),
+)
+
+
+def entry_of(module: Any) -> tuple[str, tuple, str]:
+    """(path, span attrs, class) of a module, from reimpl's path cache."""
+    entry = rm._path_cache.get(id(module))
+    if entry is None or rm._cache_generation != reimpl_hooks.generation:
+        entry = rm._lookup_path(module)
+        _wrap_trees()  # a new tree, or a changed one: wrap the hooks found in it
+    return entry
+
+
+def _forward_pre(module: Any, args: tuple) -> None:
+    """Opens the module's span (a global forward pre-hook)."""
+    sink = _trace.sink
+    if sink is None:
+        return
+    entry = entry_of(module)
+    if module._forward_pre_hooks or module._forward_hooks or module._backward_hooks:
+        _wrap_module(module)  # hooks registered since the tree was seen
+    tid = get_ident()
+    stack = _stacks.get(tid)
+    if stack is None:
+        stack = _stacks[tid] = []
+    stack.append([module, sink.next_id(), perf_counter_ns(), entry, False, None])
+
+
+def _pop(module: Any) -> list | None:
+    """The innermost open call of ``module`` on this thread, removed with what
+    opened above it (calls that raised past their hooks)."""
+    stack = _stacks.get(get_ident())
+    if not stack:
+        return None
+    for k in range(len(stack) - 1, -1, -1):
+        if stack[k][0] is module:
+            rec = stack[k]
+            del stack[k:]
+            return rec
+    return None
+
+
+def _forward_post(module: Any, args: tuple, result: Any) -> None:
+    """Closes the module's span (a global forward hook, called even when forward
+    raised), or leaves it to the module's own last forward hook."""
+    stack = _stacks.get(get_ident())
+    if not stack:
+        return
+    top = stack[-1]
+    error = sys.exc_info()[1] if result is None else None  # always_call: forward raised
+    if top[0] is module and error is None and module._forward_hooks:
+        hooks = module._forward_hooks
+        if type(next(reversed(hooks.values()))) is _Hook:
+            top[4], top[5] = True, result  # the last of the module's own hooks closes it
+            return
+    rec = _pop(module)
+    if rec is not None:
+        _close(rec, args, result, error)
+
+
+def _close(rec: list, args: tuple, result: Any, error: BaseException | None) -> None:
+    sink = _trace.sink
+    if sink is None:
+        return
+    entry = rec[3]
+    attrs: Any = entry[1]
+    if error is not None:
+        attrs = dict(attrs, error=f"{type(error).__name__}: {error}")
+    sink.append((rec[1], 0, get_ident(), rec[2], perf_counter_ns(), "module.forward", entry[0],
+                 FORWARD_FUNC, attrs))  # fmt: skip
+    if (
+        error is None
+        and _options[0].backward_spans
+        and _trace.backward_spans
+        and isinstance(result, (Tensor, tuple))
+    ):
+        rm._link_backward(result, args, entry)
+
+
+class _Hook(rm._TracedHook):
+    """A user's module hook, wrapped in its dict for the run: each call records a
+    ``hook.*`` span with reimpl's attributes (identity, source, state evidence)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any) -> Any:
+        if _trace.sink is None:
+            return self.hook(*args)
+        module = args[0]
+        path = entry_of(module)[0]
+        try:
+            result = rm._run_hook(
+                path, self.kind, self.hook, *args, legacy=self.legacy, func=HOOK_FUNC
+            )
+        except BaseException as exc:
+            if self.kind == "hook.forward":
+                self._close_pending(module, args, None, exc)
+            raise
+        if self.kind == "hook.forward":
+            self._after_forward_hook(module, args, result)
+        return result
+
+    def _after_forward_hook(self, module: Any, args: tuple, result: Any) -> None:
+        stack = _stacks.get(get_ident())
+        if not stack or stack[-1][0] is not module or not stack[-1][4]:
+            return
+        top = stack[-1]
+        if result is not None:
+            top[5] = result
+        if next(reversed(module._forward_hooks.values())) is self:
+            self._close_pending(module, args[1], top[5], None)
+
+    @staticmethod
+    def _close_pending(module: Any, args: tuple, result: Any, error: Any) -> None:
+        stack = _stacks.get(get_ident())
+        if stack and stack[-1][0] is module and stack[-1][4]:
+            _close(stack.pop(), args, result, error)
+
+
+def _wrap_module(module: Any) -> None:
+    """Wraps the user's hooks of one module in place (values only: keys, order,
+    the dicts' identity, shared by DataParallel replicas, stay)."""
+    legacy = getattr(module, "_is_full_backward_hook", None) is False
+    for attr, kind in _HOOK_DICTS:
+        hooks = module.__dict__.get(attr)
+        if not hooks:
+            continue
+        for key, hook in list(hooks.items()):
+            if type(hook) is not _Hook:
+                hooks[key] = _Hook(hook, kind, "", legacy and kind == "hook.backward")
+                _wrapped.add(module)
+
+
+def _wrap_trees() -> None:
+    """Wraps the hooks of every module of every traced tree."""
+    for ref in list(rm._roots):
+        root = ref()
+        if root is not None and isinstance(root, torch.nn.Module):
+            for m in root.modules():
+                if (
+                    m._forward_pre_hooks
+                    or m._forward_hooks
+                    or m._backward_hooks
+                    or (m._backward_pre_hooks)
+                ):
+                    _wrap_module(m)
+
+
+def _unwrap_all() -> None:
+    """Puts every user's hook back in its dict, as it was."""
+    for module in list(_wrapped):
+        for attr, _ in _HOOK_DICTS:
+            hooks = module.__dict__.get(attr)
+            for key, hook in list((hooks or {}).items()):
+                if type(hook) is _Hook:
+                    hooks[key] = hook.hook
+    _wrapped.clear()
+    _stacks.clear()
+
+
+def _structure_changed(*_: Any) -> None:
+    rm._structure_changed()
+
+
+def install(patches: Patches, options: Options) -> None:
+    """Registers the global hooks; detach removes them and unwraps the user's hooks."""
+    rm._choose_boundary_hook()  # the stamp this recorder drains, if reimpl's module.py came late
+    patches.on_detach(_unwrap_all)
+    patches.on_detach(rm._structure_changed)  # paths cached during the run are for it only
+    for register, hook in (
+        (torch_module.register_module_forward_pre_hook, _forward_pre),
+        (torch_module.register_module_module_registration_hook, _structure_changed),
+        (torch_module.register_module_parameter_registration_hook, _structure_changed),
+        (torch_module.register_module_buffer_registration_hook, _structure_changed),
+    ):
+        patches.on_detach(register(hook).remove)
+    handle = torch_module.register_module_forward_hook(_forward_post, always_call=True)
+    patches.on_detach(handle.remove)
+    _options[0] = options

@@ -1,0 +1,292 @@
+"""Simulated devices for unmodified torch programs (``record --target torch --sim-devices N``).
+
+On a CPU-only machine ``torch.nn.DataParallel`` finds no accelerator and runs
+its module as a plain call, so a multi-GPU DataParallel bug (DeOldify's hook
+state shared by the replicas) cannot happen there. For the duration of a run,
+:class:`SimDevices` puts a :class:`DataParallel` subclass in place of torch's
+(``torch.nn.DataParallel``, ``torch.nn.parallel.DataParallel``, the class in
+``torch.nn.parallel.data_parallel``) and of ``data_parallel``, and puts every
+name back afterwards. The subclass keeps torch's interface, attributes and
+``state_dict`` keys (``module.`` prefix) but maps the program's device ids
+(unset: all of them; ``0..N-1``, ``cuda:k``) to reimpl's simulated devices
+``sim:0..sim:N-1`` (``reimpl/devices.py``; ``sim:0`` is the CPU, where the
+model already lives), and runs reimpl's ``scatter_kwargs``, ``replicate``,
+``parallel_apply`` and ``gather`` on the torch modules: they use only what
+torch modules have (``_replicate_for_data_parallel``, ``_parameters``, ...)
+and torch autograd Functions, so gradients reach the model's parameters as on
+GPUs. Under lockstep (the default) the replica threads take turns at every
+torch module's forward entry and exit (torch's global module forward hooks,
+a public seam) and at every ``print``, as reimpl's ``lockstep()`` does for
+reimpl modules, so a race between replicas reproduces on every run.
+
+What the program sees, and why: ``torch.cuda`` is left alone
+(``is_available()`` is False, ``device_count()`` is 0), because torch itself
+consults it (``fork_rng``, ``get_current_device_index``) and would then touch
+CUDA; a program that wraps its model only when ``device_count() > 1`` keeps
+its plain model, and the end-of-run line says no DataParallel was made. A
+simulated tensor's ``.device`` is ``cpu`` on every simulated device (torch has
+no device type to name ``sim:k``), so code that keys state by
+``tensor.device`` sees one device; ``.cuda()``/``.to("cuda")`` fail as on any
+CPU machine.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch.nn.modules import module as torch_module
+
+from reimpl.devices import is_sim, sim_device
+from reimpl.nn.parallel import data_parallel as reimpl_data_parallel
+from reimpl.nn.parallel import lockstep as reimpl_lockstep
+from reimpl.nn.parallel import parallel_apply, replicate
+from reimpl.nn.parallel._lockstep import switch_point
+from reimpl.nn.parallel.data_parallel import DataParallel as ReimplDataParallel
+from reimpl.nn.parallel.scatter_gather import gather, scatter_kwargs
+
+__all__ = ["DataParallel", "SimDevices", "data_parallel", "sim_device_ids"]
+
+_DP_MODULE = sys.modules["torch.nn.parallel.data_parallel"]
+TorchDataParallel = _DP_MODULE.DataParallel
+torch_data_parallel = _DP_MODULE.data_parallel
+
+_active: SimDevices | None = None  # the installation of this run, if any
+
+
+def sim_device_ids(device_ids: Sequence[Any] | None, n: int) -> list[str]:
+    """The simulated devices standing for a program's ``device_ids`` (None: all ``n``).
+
+    An integer k, ``"cuda:k"`` or ``torch.device("cuda", k)`` is ``sim:k``;
+    ``"sim:k"`` stays itself. A k outside ``0..n-1`` is refused, naming the fix.
+    """
+    if device_ids is None:
+        return [sim_device(k) for k in range(n)]
+    return [_sim_id(d, n) for d in device_ids]
+
+
+def _sim_id(device: Any, n: int, allow_cpu: bool = False) -> str:
+    """One device id as a simulated device name."""
+    if is_sim(device):
+        index = int(device.split(":", 1)[1])
+    elif allow_cpu and (device == -1 or str(device) == "cpu"):
+        return sim_device(0)  # gather on the CPU: the CPU is sim:0
+    else:
+        index = torch._utils._get_device_index(device, True)
+    if not 0 <= index < n:
+        raise ValueError(
+            f"DataParallel device id {device!r} is not simulated: --sim-devices {n} simulates "
+            f"ids 0..{n - 1} ({', '.join(sim_device(k) for k in range(n))}); "
+            f"run with --sim-devices {index + 1} or more"
+        )
+    return sim_device(index)
+
+
+class DataParallel(TorchDataParallel):
+    """``torch.nn.DataParallel`` on simulated devices: same interface and ``state_dict``.
+
+    Made in place of torch's class while :class:`SimDevices` is installed;
+    ``device_ids`` are the program's (integers, ``cuda:k``), held as ``sim:k``.
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        device_ids: Sequence[int | torch.device] | None = None,
+        output_device: int | torch.device | None = None,
+        dim: int = 0,
+    ) -> None:
+        torch.nn.Module.__init__(self)
+        torch._C._log_api_usage_once("torch.nn.parallel.DataParallel")
+        sim = _active
+        if sim is None:
+            raise RuntimeError(
+                "simulated DataParallel made outside a --sim-devices run "
+                "(use torch.nn.DataParallel)"
+            )
+        self.dim = dim
+        self.module = module
+        self.device_ids = sim_device_ids(device_ids, sim.n)  # type: ignore[assignment]
+        if output_device is None:
+            output_device = self.device_ids[0]  # type: ignore[assignment]
+        self.output_device = _sim_id(output_device, sim.n, allow_cpu=True)  # type: ignore[assignment]
+        self.src_device_obj = self.device_ids[0]  # type: ignore[assignment]
+        self._device_type = "sim"  # what reimpl's forward checks devices by
+        self._sim_lockstep = sim.lockstep
+        sim.made += 1
+
+    # torch's forward (scatter -> replicate -> parallel_apply -> gather, after the
+    # check that the module lives on device_ids[0]) as reimpl mirrors it for sim:k
+    # devices; it calls the four methods below.
+    forward = ReimplDataParallel.forward
+
+    def replicate(self, module: Any, device_ids: Sequence[Any]) -> list[Any]:
+        """reimpl's ``replicate``: shallow replicas, parameters broadcast to ``sim:k``."""
+        return replicate(module, device_ids, not torch.is_grad_enabled())
+
+    def scatter(
+        self, inputs: tuple[Any, ...], kwargs: dict[str, Any] | None, device_ids: Sequence[Any]
+    ) -> Any:
+        """reimpl's ``scatter_kwargs`` onto the simulated devices."""
+        return scatter_kwargs(inputs, kwargs, device_ids, dim=self.dim)
+
+    def parallel_apply(self, replicas: Sequence[Any], inputs: Sequence[Any], kwargs: Any) -> list:
+        """reimpl's ``parallel_apply``: one named thread per replica, in lockstep by default."""
+        devices = self.device_ids[: len(replicas)]
+        if not getattr(self, "_sim_lockstep", True):
+            return parallel_apply(replicas, inputs, kwargs, devices)
+        with torch_lockstep():
+            return parallel_apply(replicas, inputs, kwargs, devices)
+
+    def gather(self, outputs: Any, output_device: Any) -> Any:
+        """reimpl's ``gather`` onto ``output_device`` (sim:0: a plain CPU tensor)."""
+        return gather(outputs, output_device, dim=self.dim)
+
+
+def data_parallel(
+    module: torch.nn.Module,
+    inputs: Any,
+    device_ids: Sequence[int | torch.device] | None = None,
+    output_device: int | torch.device | None = None,
+    dim: int = 0,
+    module_kwargs: Any | None = None,
+) -> Any:
+    """``torch.nn.parallel.data_parallel`` on the simulated devices (reimpl's, ids mapped)."""
+    sim = _active
+    if sim is None:
+        raise RuntimeError("simulated data_parallel called outside a --sim-devices run")
+    ids = sim_device_ids(device_ids, sim.n)
+    out = ids[0] if output_device is None else _sim_id(output_device, sim.n, allow_cpu=True)
+    sim.made += 1
+    if not sim.lockstep:
+        return reimpl_data_parallel(module, inputs, ids, out, dim, module_kwargs)
+    with torch_lockstep():
+        return reimpl_data_parallel(module, inputs, ids, out, dim, module_kwargs)
+
+
+def _switch_before(module: Any, args: Any) -> None:
+    switch_point()
+
+
+def _switch_after(module: Any, args: Any, output: Any) -> None:
+    switch_point()
+
+
+# torchscope's own machinery, not the user's hooks: recorded as internal, hidden by the views
+_switch_before._torchscope_internal = True  # type: ignore[attr-defined]
+_switch_after._torchscope_internal = True  # type: ignore[attr-defined]
+
+_lockstep_depth = 0
+
+
+@contextmanager
+def torch_lockstep() -> Iterator[None]:
+    """reimpl's ``lockstep()`` with switch points at every torch module's forward
+    entry and exit: torch runs global forward (pre-)hooks before a module's own,
+    so each user hook call sits between two switch points."""
+    global _lockstep_depth
+    with reimpl_lockstep():
+        handles = []
+        if _lockstep_depth == 0:
+            handles = [
+                torch_module.register_module_forward_pre_hook(_switch_before),
+                torch_module.register_module_forward_hook(_switch_after),
+            ]
+        _lockstep_depth += 1
+        try:
+            yield
+        finally:
+            _lockstep_depth -= 1
+            for handle in handles:
+                handle.remove()
+
+
+_PATCHED = (
+    (torch.nn, "DataParallel", DataParallel),
+    (torch.nn.parallel, "DataParallel", DataParallel),
+    (torch.nn.parallel, "data_parallel", data_parallel),
+    (_DP_MODULE, "DataParallel", DataParallel),
+    (_DP_MODULE, "data_parallel", data_parallel),
+)
+"""(owner, name, replacement): every name through which a program reaches DataParallel."""
+
+
+class SimDevices:
+    """``n`` simulated devices for ``torch.nn.DataParallel``, installed for one run.
+
+    ``install()`` puts the simulated class in place of torch's, ``restore()``
+    puts torch's own objects back (the same objects: identity is checked by
+    the tests). ``made`` counts the DataParallel objects (and ``data_parallel``
+    calls) the program made while installed.
+    """
+
+    def __init__(self, n: int, lockstep: bool = True) -> None:
+        if n < 1:
+            raise ValueError(f"--sim-devices needs at least 1 device, got {n}")
+        self.n = n
+        self.lockstep = lockstep
+        self.made = 0
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    @property
+    def devices(self) -> list[str]:
+        """``["sim:0", ..., "sim:n-1"]``."""
+        return [sim_device(k) for k in range(self.n)]
+
+    def describe(self) -> str:
+        """The line a run prints on stderr: what is simulated, how ids map."""
+        ids = ", ".join(f"{k} -> {d}" for k, d in enumerate(self.devices))
+        mode = "lockstep" if self.lockstep else "free-running threads"
+        return (
+            f"simulating {self.n} device(s) on the CPU for torch.nn.DataParallel "
+            f"({ids}; {mode}): {', '.join(self.devices)} are simulated, not GPUs"
+        )
+
+    def summary(self) -> str:
+        """The line a run prints at its end: how many DataParallel calls were simulated."""
+        if self.made:
+            return (
+                f"{self.made} torch.nn.DataParallel object(s)/data_parallel call(s) ran on "
+                f"simulated devices {', '.join(self.devices)}"
+            )
+        return (
+            f"--sim-devices {self.n}: the program made no torch.nn.DataParallel (torch.cuda "
+            "still reports no GPU: a `torch.cuda.device_count() > 1` guard keeps the plain "
+            "model; see docs/sim-devices.md)"
+        )
+
+    def meta(self) -> dict[str, str]:
+        """What the trace's metadata says about the simulation."""
+        return {
+            "sim_devices": ",".join(self.devices),
+            "sim_lockstep": "yes" if self.lockstep else "no",
+        }
+
+    def install(self) -> SimDevices:
+        """Puts the simulated DataParallel in place of torch's (one installation at a time)."""
+        global _active
+        if _active is not None:
+            raise RuntimeError("simulated devices are installed already (one run at a time)")
+        self._saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in _PATCHED]
+        for owner, name, replacement in _PATCHED:
+            setattr(owner, name, replacement)
+        _active = self
+        return self
+
+    def restore(self) -> None:
+        """Puts torch's own DataParallel and data_parallel back."""
+        global _active
+        for owner, name, original in self._saved:
+            setattr(owner, name, original)
+        self._saved = []
+        if _active is self:
+            _active = None
+
+    def __enter__(self) -> SimDevices:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()

@@ -36,3 +36,6 @@ fi
 # source version). Without a compiler this says so and the recorder uses its
 # Python hooks instead.
 .venv/bin/python -m reimpl._native
+# The recorder's column writer in C (tracer/recording/_columns.c): a second with
+# the C compiler and Python's headers; without them the Python writer is used.
+.venv/bin/python -c "from tracer.recording.native_columns import main; main()"

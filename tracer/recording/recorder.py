@@ -34,7 +34,7 @@ import numpy as np
 
 from reimpl import _trace
 from tracer.file.store import Batch, StoreWriter, new_run_id
-from tracer.recording import subprocesses
+from tracer.recording import native_columns, subprocesses
 
 DEFAULT_FLUSH_INTERVAL = 1.0
 
@@ -252,6 +252,42 @@ class Recorder:
             records, lanes = self._split_markers(records)
             if not records:
                 return None
+        native = native_columns.load()
+        cols = self._transpose_native(native, records) if native else self._transpose(records)
+        ids, links, tids, starts, durs, kinds, names, funcs, attr_keys = cols
+        if lanes is None:
+            seen, where = np.unique(tids, return_inverse=True)
+            lane_of = np.array([self._thread_index(int(t)) for t in seen], dtype=np.int64)
+            threads = lane_of[where.reshape(-1)]
+        else:
+            threads = np.array(lanes, dtype=np.int64)
+        linked = np.flatnonzero(links)
+        attr_index, distinct = self._attr_columns(attr_keys, records)
+        return Batch(
+            id_base=int(ids.min()),
+            ids=ids,
+            threads=threads,
+            starts=starts,
+            durs=durs,
+            kinds=kinds,
+            names=names,
+            funcs=funcs,
+            links=np.stack([linked, links[linked]], axis=1) if len(linked) else None,
+            attr_index=attr_index,
+            attrs=distinct,
+        )
+
+    def _transpose_native(self, native: Any, records: list[tuple]) -> np.ndarray:
+        """``_columns.c``: one C pass fills the nine int64 columns."""
+        cols = np.empty((9, len(records)), dtype=np.int64)
+        strings = self._store.string_ids(())  # type: ignore[union-attr]
+        missing = native.fill(records, strings, *cols)
+        if missing:  # new strings: intern them, then fill again
+            native.fill(records, self._store.string_ids(missing), *cols)  # type: ignore[union-attr]
+        return cols
+
+    def _transpose(self, records: list[tuple]) -> list[np.ndarray]:
+        """The Python transpose (the fallback, and the reference for ``_columns.c``)."""
         # One C-level pass per column: zip(*records) would build a million-argument call.
         ids, links, tids, starts, ends, kinds, names, funcs, attrs = (
             list(map(getter, records)) for getter in _COLUMN_GETTERS
@@ -259,28 +295,18 @@ class Recorder:
         n = len(ids)
         strings = self._store.string_ids(set(kinds) | set(names) | set(funcs))  # type: ignore[union-attr]
         lookup = strings.__getitem__
-        if lanes is None:
-            for tid in set(tids):
-                self._thread_index(tid)
-            lanes = list(map(self._thread_idx.__getitem__, tids))
         starts_arr = np.array(starts, dtype=np.int64)
-        ids_arr = np.array(ids, dtype=np.int64)
-        links_arr = np.array(links, dtype=np.int64) if any(links) else None
-        linked = np.flatnonzero(links_arr) if links_arr is not None else ()
-        attr_index, distinct = self._attr_columns(attrs)
-        return Batch(
-            id_base=int(ids_arr.min()),
-            ids=ids_arr,
-            threads=np.array(lanes, dtype=np.int64),
-            starts=starts_arr,
-            durs=np.array(ends, dtype=np.int64) - starts_arr,
-            kinds=np.fromiter(map(lookup, kinds), dtype=np.int64, count=n),
-            names=np.fromiter(map(lookup, names), dtype=np.int64, count=n),
-            funcs=np.fromiter(map(lookup, funcs), dtype=np.int64, count=n),
-            links=np.stack([linked, links_arr[linked]], axis=1) if len(linked) else None,  # type: ignore[index]
-            attr_index=attr_index,
-            attrs=distinct,
-        )
+        return [
+            np.array(ids, dtype=np.int64),
+            np.array(links, dtype=np.int64),
+            np.array(tids, dtype=np.int64),
+            starts_arr,
+            np.array(ends, dtype=np.int64) - starts_arr,
+            np.fromiter(map(lookup, kinds), dtype=np.int64, count=n),
+            np.fromiter(map(lookup, names), dtype=np.int64, count=n),
+            np.fromiter(map(lookup, funcs), dtype=np.int64, count=n),
+            np.fromiter(map(id, attrs), dtype=np.int64, count=n),
+        ]
 
     def _thread_index(self, tid: int) -> int:
         idx = self._thread_idx.get(tid)
@@ -292,15 +318,17 @@ class Recorder:
         return idx
 
     @staticmethod
-    def _attr_columns(attrs: list) -> tuple[np.ndarray | None, list | None]:
+    def _attr_columns(
+        keys: np.ndarray, records: list[tuple]
+    ) -> tuple[np.ndarray | None, list | None]:
         """Stores each distinct attribute object once (modules reuse theirs).
 
-        Rows are matched by object identity in numpy (one sort), not in a Python
-        loop: most records carry attrs, and this runs for every one of them.
-        Slots follow first appearance. Pair tuples, which hot paths share, become
-        dicts (see reimpl/_trace.py).
+        ``keys`` holds each record's ``id(attrs)``. Rows are matched by object
+        identity in numpy (one sort), not in a Python loop: most records carry
+        attrs, and this runs for every one of them. Slots follow first
+        appearance. Pair tuples, which hot paths share, become dicts (see
+        reimpl/_trace.py).
         """
-        keys = np.fromiter(map(id, attrs), dtype=np.int64, count=len(attrs))
         present = keys != id(None)
         rows = np.flatnonzero(present)
         if not len(rows):
@@ -309,11 +337,11 @@ class Recorder:
         order = np.argsort(first, kind="stable")  # slots in order of first appearance
         slot_of = np.empty(len(order), dtype=np.int32)
         slot_of[order] = np.arange(len(order), dtype=np.int32)
-        index = np.full(len(attrs), -1, dtype=np.int32)
+        index = np.full(len(keys), -1, dtype=np.int32)
         index[rows] = slot_of[inverse.reshape(-1)]
         distinct = []
         for row in rows[first[order]].tolist():
-            value = attrs[row]
+            value = records[row][8]
             distinct.append(dict(value) if type(value) is tuple else value)
         return index, distinct
 

@@ -28,6 +28,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from reimpl import _trace, nn
+from reimpl._collectives import collective
 from reimpl.optim import SGD
 
 
@@ -73,13 +74,7 @@ def average_gradients(model: nn.Module, world_size: int) -> None:
     """What DDP does after the backward: one all-reduce of every gradient, averaged."""
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads])
-    with _trace.span(
-        "collective.all_reduce",
-        "grad_all_reduce",
-        bytes=flat.numel() * flat.element_size(),
-        world_size=world_size,
-    ):
-        dist.all_reduce(flat)
+    collective("all_reduce", lambda: dist.all_reduce(flat), [flat], name="grad_all_reduce")
     flat /= world_size
     offset = 0
     for g in grads:
@@ -131,7 +126,12 @@ def train(
     # Synchronised statistics mean identical running stats on every rank.
     bn = model[1]
     gathered = [torch.empty_like(bn.running_mean) for _ in range(world_size)]
-    dist.all_gather(gathered, bn.running_mean)
+    collective(
+        "all_gather",
+        lambda: dist.all_gather(gathered, bn.running_mean),
+        [bn.running_mean],
+        name="running_stats_check",
+    )
     same = all(torch.allclose(g, gathered[0]) for g in gathered)
     print(f"rank {rank} running stats equal across ranks: {same}", flush=True)
     dist.destroy_process_group()

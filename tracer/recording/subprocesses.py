@@ -31,6 +31,7 @@ def run_recorded(
 ) -> Any:
     """Runs in the spawned child: the real target, recorded into ``path`` as a
     part of run ``run_id`` (never replacing the trace it joins)."""
+    from tracer.recording import terminate
     from tracer.recording.recorder import Recorder
 
     recorder = Recorder(
@@ -47,6 +48,7 @@ def run_recorded(
         print(f"torchscope: this process is not recorded: {exc}", file=sys.stderr)
         return target(*args, **kwargs)
     status = "ok"
+    uninstall_sigterm = terminate.install(recorder)  # a launcher's SIGTERM flushes first
     try:
         return target(*args, **kwargs)
     except SystemExit as exc:
@@ -61,6 +63,7 @@ def run_recorded(
         raise
     finally:
         recorder.stop(status)
+        uninstall_sigterm()
 
 
 def _start(self: multiprocessing.process.BaseProcess) -> None:

@@ -24,7 +24,6 @@ BatchNorm; the latter belongs with ``Module``'s backward hooks).
 
 from __future__ import annotations
 
-from time import perf_counter_ns
 from types import ModuleType
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch.distributed as dist
 from torch.autograd.function import Function
 
 from ... import _trace
+from ..._collectives import collective
 from ..._trace import mirrors
 
 __all__ = ["SyncBatchNorm"]
@@ -90,27 +90,10 @@ def _timeout_error(err: Exception, op: str, process_group: Any, world_size: int)
 def _collective(
     op: str, run: Any, tensor: torch.Tensor, process_group: Any, world_size: int, func: str
 ) -> Any:
-    """Runs one blocking collective inside a ``collective.*`` span.
-
-    The span lasts as long as this rank waited for its peers, so ``wait_ns``
-    equals the span's duration; ``bytes`` is what this rank contributed.
-    """
+    """Runs one blocking collective inside a ``collective.*`` span (group, sequence
+    number, sizes: see ``reimpl/_collectives.py``), naming a timeout's likely cause."""
     try:
-        if _trace.sink is None:
-            return run()
-        with _trace.span(
-            f"collective.{op}",
-            op,
-            func=func,
-            bytes=tensor.numel() * tensor.element_size(),
-            process_group=_group_name(process_group),
-            backend=str(dist.get_backend(process_group)),
-            world_size=world_size,
-        ) as sp:
-            t0 = perf_counter_ns()
-            result = run()
-            sp.set(wait_ns=perf_counter_ns() - t0)
-            return result
+        return collective(op, run, [tensor], process_group, func=func, world_size=world_size)
     except RuntimeError as err:
         raise _timeout_error(err, op, process_group, world_size) from err
 

@@ -26,17 +26,6 @@ EPS = 1e-5
 CHANNELS = 3
 
 
-@pytest.fixture(scope="module")
-def world1():
-    """A real gloo process group of one rank, in this process."""
-    assert not dist.is_initialized()
-    dist.init_process_group(
-        "gloo", store=dist.HashStore(), rank=0, world_size=1, timeout=timedelta(seconds=10)
-    )
-    yield dist.group.WORLD
-    dist.destroy_process_group()
-
-
 def _tensors(shape, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=g, dtype=dtype) * 2 + 1
@@ -110,8 +99,11 @@ def test_events_per_kernel_and_collective(world1):
     attrs = gather[8]
     assert attrs["bytes"] == (2 * CHANNELS + 1) * 8
     assert attrs["world_size"] == 1 and attrs["backend"] == "gloo"
-    assert attrs["process_group"]
+    assert attrs["group"] == "world" and attrs["op"] == "all_gather"
+    assert attrs["sizes"] == [[2 * CHANNELS + 1]] and attrs["dtype"] == "float64"
     assert 0 <= attrs["wait_ns"] <= gather[4] - gather[3]
+    # the group's sequence number counts on across collectives of the group
+    assert sink.records[5][8]["seq"] == attrs["seq"] + 1
     assert sink.records[5][8]["bytes"] == 2 * CHANNELS * 8
     assert sink.records[0][8]["shape"] == [4, CHANNELS, 5]
     prefix = "reimpl.nn.modules._functions.SyncBatchNorm."
@@ -135,7 +127,9 @@ def test_module_falls_back_to_batch_norm_on_one_rank_and_in_eval(world1):
     # world size 1 needs no sync (upstream's rule), so no kernel or collective ran;
     # bn.forward is the evidence instant `check` reads, not a kernel
     ran = [r[5] for r in sink.records if r[5].startswith(("bn.", "collective."))]
-    assert ran == ["bn.forward"]  # once: the training forward; eval uses running stats
+    # bn.forward once: the training forward (eval uses running stats); and one
+    # bn.running_stats per state: the training update, the eval read
+    assert ran == ["bn.forward", "bn.running_stats", "bn.running_stats"]
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,174 @@
+"""``tracer.analyze.diff`` on hand-made trace pairs: every expectation checkable on paper."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import handmade
+from tests.handmade import Span
+from tests.torchscope_cli import torchscope
+from tracer.analyze.diff import diff
+from tracer.analyze.diff_report import render_text, report
+
+
+def _pair(tmp_path, a_roots, b_roots):
+    a = handmade.write(str(tmp_path / "a.tsdb"), a_roots)
+    b = handmade.write(str(tmp_path / "b.tsdb"), b_roots)
+    return a, b
+
+
+def _changes(data) -> list[tuple[str, str, list[str], int]]:
+    return [(c["change"], c["lane"], c["path"], c["segment"]) for c in data["changes"]]
+
+
+def test_same_structure_twice_as_slow_is_no_structural_difference(tmp_path):
+    a, b = _pair(tmp_path, handmade.two_steps(), handmade.two_steps(scale=2))
+    d = diff(a, b)
+    assert not d.structural
+    data = report(d)
+    assert data["counts"] == {"missing": 0, "extra": 0, "reordered": 0, "aligned": 10}
+    assert data["changes"] == []
+    kinds = {k["kind"]: k for k in data["kinds"]}
+    # self times from the module docstring of tests/handmade.py, doubled in B
+    assert kinds["step"]["a_self_ns"] == 600 and kinds["step"]["b_self_ns"] == 1200
+    assert {k["kind"]: k["ratio"] for k in data["kinds"]} == {
+        "step": 2.0, "module.forward": 2.0, "optim.step": 2.0, "data.next": 2.0,
+    }  # fmt: skip
+    modules = {m["module"]: m for m in data["modules"]}
+    assert modules["net.fc"]["a_ns"] == 790 and modules["net.fc"]["b_ns"] == 1580
+    assert modules["net"]["a_count"] == modules["net"]["b_count"] == 2
+
+
+def test_lanes_are_named_by_role_and_thread_name_never_by_id(tmp_path):
+    b_roots = handmade.two_steps()
+    b_roots[-1].thread = (99999, "worker 0", None)  # another tid, the same thread name
+    a, b = _pair(tmp_path, handmade.two_steps(), b_roots)
+    data = report(diff(a, b))
+    assert not data["structural"]
+    assert [lane["lane"] for lane in data["lanes"]] == ["main / main", "main / worker 0"]
+    assert data["lanes"][0]["a_steps"] == data["lanes"][0]["b_steps"] == 2
+
+
+def test_an_extra_hook_and_a_second_scheduler_step_are_extra_spans_with_their_path(tmp_path):
+    b_roots = handmade.two_steps()
+    step1 = b_roots[1]
+    fc = step1.children[0].children[0]
+    fc.children.append(Span("hook.forward", "Probe.hook", 1400, 1440))
+    step1.children.append(Span("sched.step", "StepLR.step", 1710, 1720))
+    step1.children.append(Span("sched.step", "StepLR.step", 1730, 1740))
+    a_roots = handmade.two_steps()
+    a_roots[1].children.append(Span("sched.step", "StepLR.step", 1710, 1720))
+    a, b = _pair(tmp_path, a_roots, b_roots)
+    d = diff(a, b)
+    assert d.structural
+    data = report(d)
+    assert data["counts"]["extra"] == 2 and data["counts"]["missing"] == 0
+    assert _changes(data) == [
+        ("extra", "main / main",
+         ["step step", "module.forward net", "module.forward net.fc", "hook.forward Probe.hook"],
+         2),
+        ("extra", "main / main", ["step step", "sched.step StepLR.step #2"], 2),
+    ]  # fmt: skip
+    first = data["changes"][0]
+    assert first["step"] == {"ordinal": 1, "index": None, "name": "step"}
+    assert first["a_row"] is None and first["b_ns"] == 40
+    text = render_text(data)
+    assert "+ extra     hook.forward Probe.hook" in text
+    assert "in step step > module.forward net > module.forward net.fc" in text
+
+
+def test_a_missing_subtree_is_reported_once_with_its_size(tmp_path):
+    b_roots = handmade.two_steps()
+    b_roots[0].children[0].children = []  # step 0's net calls no fc in B
+    a, b = _pair(tmp_path, handmade.two_steps(), b_roots)
+    data = report(diff(a, b))
+    assert data["counts"]["missing"] == 2  # fc and fc #2, each a node of its own
+    assert [c["path"][-1] for c in data["changes"]] == [
+        "module.forward net.fc",
+        "module.forward net.fc #2",
+    ]
+    b_roots = handmade.two_steps()
+    del b_roots[0].children[0]  # step 0 has no forward at all: one change, 3 spans
+    a, b = _pair(tmp_path, handmade.two_steps(), b_roots)
+    data = report(diff(a, b))
+    assert [(c["change"], c["path"], c["spans"]) for c in data["changes"]] == [
+        ("missing", ["step step", "module.forward net"], 3)
+    ]
+
+
+def test_siblings_in_another_order_are_reordered(tmp_path):
+    b_roots = handmade.two_steps()
+    net, sgd = b_roots[0].children
+    sgd.start, sgd.end = 50, 90  # the optimizer steps before the forward
+    b_roots[0].children = [sgd, net]
+    a, b = _pair(tmp_path, handmade.two_steps(), b_roots)
+    data = report(diff(a, b))
+    assert data["counts"] == {"missing": 0, "extra": 0, "reordered": 1, "aligned": 10}
+    (change,) = data["changes"]
+    assert change["change"] == "reordered" and change["segment"] == 1
+    assert change["path"][-1] in ("module.forward net", "optim.step SGD")
+
+
+def test_a_different_number_of_steps(tmp_path):
+    b_roots = handmade.two_steps()
+    third = Span("step", "step", 2200, 2300, [Span("optim.step", "SGD", 2210, 2290)])
+    b_roots.append(third)
+    a, b = _pair(tmp_path, handmade.two_steps(), b_roots)
+    data = report(diff(a, b))
+    assert [(c["change"], c["path"], c["spans"], c["segment"]) for c in data["changes"]] == [
+        ("extra", ["step step"], 2, 3)
+    ]
+    assert data["lanes"][0]["a_steps"] == 2 and data["lanes"][0]["b_steps"] == 3
+    assert "main / main, step #2 ('step')" in render_text(data)
+
+
+def test_steps_marked_in_one_trace_only_align_without_them(tmp_path):
+    a_roots = handmade.two_steps()
+    b_roots = [child for step in handmade.two_steps()[:2] for child in step.children]
+    b_roots.append(handmade.two_steps()[2])
+    a, b = _pair(tmp_path, a_roots, b_roots)
+    data = report(diff(a, b))
+    assert not data["structural"], data["changes"]
+    assert data["counts"]["aligned"] == 8
+    assert any("only A marks steps" in n for n in data["notes"])
+
+
+def test_imports_stand_aside(tmp_path):
+    b_roots = handmade.two_steps()
+    b_roots[0].children[0].children.append(Span("import", "json", 660, 690))
+    a, b = _pair(tmp_path, handmade.two_steps(), b_roots)
+    data = report(diff(a, b))
+    assert not data["structural"]
+    assert data["b"]["spans"] == 11 and data["b"]["aligned_spans"] == 10
+
+
+def test_cli_exit_status_and_json_schema(tmp_path):
+    a, _ = _pair(tmp_path, handmade.two_steps(), handmade.two_steps(scale=3))
+    same = torchscope("diff", a.path, str(tmp_path / "b.tsdb"), "--json")
+    assert same.returncode == 0, same.stderr
+    data = json.loads(same.stdout)
+    assert data["schema"] == "torchscope.diff" and data["schema_version"] == 1
+    assert set(data) == {
+        "schema", "schema_version", "a", "b", "structural", "counts", "lanes", "changes",
+        "changes_left_out", "kinds", "modules", "notes", "warnings",
+    }  # fmt: skip
+    b_roots = handmade.two_steps()
+    b_roots[0].children.append(Span("sched.step", "StepLR.step", 960, 990))
+    handmade.write(str(tmp_path / "c.tsdb"), b_roots)
+    changed = torchscope("diff", a.path, str(tmp_path / "c.tsdb"))
+    assert changed.returncode == 1
+    assert "structure: DIFFERENT: 0 missing (A only), 1 extra (B only)" in changed.stdout
+    assert "+ extra     sched.step StepLR.step" in changed.stdout
+
+
+@pytest.mark.parametrize("content", [None, b"not a trace"])
+def test_cli_bad_input_is_exit_2_naming_the_file(tmp_path, content):
+    good = handmade.write(str(tmp_path / "a.tsdb"), handmade.two_steps())
+    bad = tmp_path / "bad.tsdb"
+    if content is not None:
+        bad.write_bytes(content)
+    result = torchscope("diff", good.path, str(bad))
+    assert result.returncode == 2
+    assert str(bad) in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,89 @@
+"""``torchscope diff`` on real recordings of the default sample and a changed twin."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tracer
+from reimpl import _trace
+from samples import train_step
+from tests.torchscope_cli import torchscope
+from tracer.analyze.diff import diff
+from tracer.analyze.diff_report import report
+
+STEPS = 2
+
+
+def training_loop(changed: bool, steps: int = STEPS) -> None:
+    """The default sample's training loop (its first phase); ``changed``: with two
+    deliberate changes, one more forward hook (on ``features.0``) and the
+    scheduler stepped twice per step."""
+    ns = train_step.backend_namespace("reimpl")
+    torch.manual_seed(0)
+    model = train_step.small_cnn(ns.nn)
+    if changed:
+        model.features[0].register_forward_hook(lambda module, args, output: None)
+    loss_fn = ns.nn.CrossEntropyLoss()
+    optimizer = ns.optim.SGD(model.named_parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    scheduler = ns.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    for index, (images, labels) in enumerate(train_step.synthetic_batches(ns.data, steps)):
+        with _trace.step(index):
+            optimizer.zero_grad()
+            loss = loss_fn(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if changed:
+                scheduler.step()
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    """The sample recorded twice; its training loop, and its changed twin."""
+    out = {}
+    for name, program in (
+        ("a", lambda: train_step.main(steps=STEPS, swa_steps=1)),
+        ("b", lambda: train_step.main(steps=STEPS, swa_steps=1)),
+        ("loop", lambda: training_loop(changed=False)),
+        ("changed", lambda: training_loop(changed=True)),
+    ):
+        path = str(tmp_path_factory.mktemp("diff") / f"{name}.tsdb")
+        with tracer.record(path):
+            program()
+        out[name] = path
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess  # the DataLoader's worker processes
+def test_the_sample_recorded_twice_has_no_structural_difference(recordings):
+    data = report(diff(tracer.load(recordings["a"]), tracer.load(recordings["b"])))
+    assert not data["structural"], data["changes"]
+    lanes = {lane["lane"]: lane for lane in data["lanes"]}
+    assert lanes["main / MainThread"]["a_steps"] == STEPS + 1  # and one SWA step
+    assert {"worker 0 / worker 0", "worker 1 / worker 1"} <= set(lanes)
+    # every kind recorded in A is aligned in B: module, optimizer, scheduler, DataLoader
+    kinds = {k["kind"] for k in data["kinds"] if k["a_count"] == k["b_count"] > 0}
+    assert {"module.forward", "module.backward", "optim.step", "sched.step", "data.next",
+            "data.fetch"} <= kinds  # fmt: skip
+    result = torchscope("diff", recordings["a"], recordings["b"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "structure: the same" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_an_extra_hook_and_a_scheduler_stepped_twice_are_reported(recordings):
+    data = report(diff(tracer.load(recordings["loop"]), tracer.load(recordings["changed"])))
+    changes = [(c["change"], c["step"]["ordinal"], c["path"]) for c in data["changes"]]
+    forward = ["step step", "module.forward Sequential", "module.forward features",
+               "module.forward features.0"]  # fmt: skip
+    hook = [c for c in changes if c[2][-1].startswith("hook.forward")]
+    assert [(c[0], c[1], c[2][:-1]) for c in hook] == [("extra", k, forward) for k in range(STEPS)]
+    sched = [c for c in changes if c[2][-1].startswith("sched.step")]
+    assert sched == [("extra", k, ["step step", "sched.step StepLR.step #2"]) for k in range(STEPS)]
+    assert len(changes) == 2 * STEPS and data["counts"]["missing"] == 0
+    result = torchscope("diff", recordings["loop"], recordings["changed"])
+    assert result.returncode == 1
+    assert "+ extra     sched.step StepLR.step #2" in result.stdout

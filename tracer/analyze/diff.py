@@ -1,0 +1,481 @@
+"""Two traces side by side: which spans one has and the other lacks, and where time moved.
+
+Spans are aligned by what they are, never by span id, thread id, pid or time:
+
+- a **lane** is a process role and thread name ("main / MainThread",
+  "worker 0 / worker 0", "rank 1 / MainThread"), numbered when the same role
+  comes back (each DataLoader iteration starts new "worker 0" processes);
+- a **segment** is one training step of a lane: its ``step`` span and the
+  top-level spans that follow it up to the next step (segment 0 holds what
+  comes before the first step). A lane where only one trace marks steps is
+  aligned as one segment, its ``step`` spans left out (a note says so);
+- a **node** is a span's place: the node of its parent (or its segment),
+  its kind, its name (a module's path) and how many siblings of the same
+  kind and name came before it.
+
+Two spans align when they have the same node. A node of one trace only is
+*missing* (A only) or *extra* (B only); only the topmost such node of a
+subtree is reported, with the number of spans under it. Aligned siblings
+that run in another order are *reordered*: those outside the longest run
+kept in the same order. Everything is done over the columnar arrays with
+numba loops (one shared node table for both traces), so a pair of
+million-span traces diffs in seconds. Imports and numba compilations stand
+aside (``tracer.analyze.scope``), as torchscope's own spans already do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numba import njit, types
+from numba.typed import Dict
+
+from tracer.analyze import aggregate
+from tracer.analyze.lanes import thread_names
+from tracer.analyze.scope import aside_mask
+from tracer.file.trace import Trace
+
+SCHEMA_VERSION = 1
+CHANGES = ("missing", "extra", "reordered")
+MODULE_KINDS = ("module.forward", "module.backward")
+_SEG_BITS = 32  # a segment code is -(2 + lane << 32 | segment): never a node id
+
+_KEY4 = types.UniTuple(types.int64, 4)  # (parent node, kind, name, occurrence)
+_KEY3 = types.UniTuple(types.int64, 3)  # (parent node, kind, name)
+
+
+# -- kernels (plain Python first, compiled at the bottom) -----------------------
+
+
+def _assign_nodes(
+    order: np.ndarray,
+    parent: np.ndarray,
+    keep: np.ndarray,
+    segment: np.ndarray,
+    kind: np.ndarray,
+    name: np.ndarray,
+    table: Dict,
+    node_parent: np.ndarray,
+    node_kind: np.ndarray,
+    node_name: np.ndarray,
+    node_occ: np.ndarray,
+    count: int,
+) -> tuple[np.ndarray, int]:
+    """Each kept row's node; ``order`` visits parents first and siblings in start
+    order. A row whose parent is not kept (a root, or below a step left out)
+    hangs from its segment code. ``table`` and the node arrays are shared by
+    both traces: the second trace finds the first one's nodes there."""
+    n = len(order)
+    node = np.full(n, -1, dtype=np.int64)
+    seen = Dict.empty(key_type=_KEY3, value_type=types.int64)  # this trace's occurrences
+    for row in order:
+        if not keep[row]:
+            continue
+        p = parent[row]
+        up = segment[row]
+        if p >= 0 and node[p] >= 0:
+            up = node[p]
+        k = np.int64(kind[row])
+        nm = np.int64(name[row])
+        occ = np.int64(0)
+        if (up, k, nm) in seen:
+            occ = seen[(up, k, nm)]
+        seen[(up, k, nm)] = occ + 1
+        key = (up, k, nm, occ)
+        found = np.int64(-1)
+        if key in table:
+            found = table[key]
+        if found < 0:
+            found = count
+            table[key] = count
+            node_parent[count] = up
+            node_kind[count] = k
+            node_name[count] = nm
+            node_occ[count] = occ
+            count += 1
+        node[row] = found
+    return node, count
+
+
+def _out_of_order(group: np.ndarray, pos_b: np.ndarray) -> np.ndarray:
+    """Rows sorted by (group, position in A): marks those outside the longest
+    increasing run of B positions within their group (patience sorting)."""
+    n = len(group)
+    out = np.zeros(n, dtype=np.bool_)
+    tails = np.empty(n, dtype=np.int64)  # index of the smallest tail of each run length
+    prev = np.empty(n, dtype=np.int64)
+    start = 0
+    while start < n:
+        end = start
+        while end < n and group[end] == group[start]:
+            end += 1
+        length = 0
+        for i in range(start, end):
+            lo, hi = 0, length
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if pos_b[tails[mid]] < pos_b[i]:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            prev[i] = tails[lo - 1] if lo > 0 else -1
+            tails[lo] = i
+            if lo == length:
+                length += 1
+        for i in range(start, end):
+            out[i] = True
+        i = tails[length - 1] if length > 0 else -1
+        while i >= 0:
+            out[i] = False
+            i = prev[i]
+        start = end
+    return out
+
+
+assign_nodes = njit(cache=True, nogil=True)(_assign_nodes)
+out_of_order = njit(cache=True, nogil=True)(_out_of_order)
+
+
+# -- one side ------------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    """One trace prepared for alignment: its rows' nodes, lanes and segments."""
+
+    trace: Trace
+    label: str
+    kind: np.ndarray  # kind and name codes in the shared string table
+    name: np.ndarray
+    keep: np.ndarray  # not an import, compilation or left-out step
+    lane: np.ndarray  # lane of each row's top ancestor (shared lane numbers)
+    segment: np.ndarray  # segment code of each row (negative)
+    steps: dict[int, list[int]] = field(default_factory=dict)  # lane -> step rows
+    node: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.keep.sum())
+
+
+def _shared_codes(trace: Trace, table: dict[Any, int]) -> np.ndarray:
+    """The trace's string codes renumbered into ``table`` (both traces share it)."""
+    codes = [table.setdefault(s, len(table)) for s in trace.strings.tolist()]
+    return np.asarray(codes, dtype=np.int64)
+
+
+def lane_labels(trace: Trace) -> dict[int, str]:
+    """Thread row -> "process role / thread label", numbered like the views number
+    them; ids never enter the label, so two runs of a program name lanes alike."""
+    seen: dict[str, int] = {}
+    role_of: dict[int, str] = {}
+    for p in sorted(trace.processes, key=lambda p: (p.start_ns or 0, p.part)):
+        role = p.role if p.role_index is None else f"{p.role} {p.role_index}"
+        seen[role] = seen.get(role, 0) + 1
+        role_of[p.part] = role if seen[role] == 1 else f"{role} #{seen[role]}"
+    names = thread_names(trace)
+    return {t.row: f"{role_of.get(t.part, '?')} / {names[t.row]}" for t in trace.threads}
+
+
+def _segment_code(lane: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    return -(2 + ((lane.astype(np.int64) << _SEG_BITS) | seg.astype(np.int64)))
+
+
+def _prepare(
+    trace: Trace, label: str, strings: dict[Any, int], lanes: dict[str, int], drop: set[str]
+) -> Side:
+    codes = _shared_codes(trace, strings)
+    kind = codes[trace.kind] if trace.n else np.empty(0, dtype=np.int64)
+    name = codes[trace.name] if trace.n else np.empty(0, dtype=np.int64)
+    keep = ~aside_mask(trace)
+    dropped = [trace.code(k) for k in drop if trace.code(k) >= 0]
+    if dropped:  # a dropped span takes its subtree with it, as an import does
+        seed = np.where(np.isin(trace.kind, dropped), np.arange(trace.n), -1).astype(np.int64)
+        keep &= aggregate.inherit(trace.parent, trace.start_order, seed) < 0
+    labels = lane_labels(trace)
+    thread_lane = np.array(
+        [lanes.setdefault(labels[t.row], len(lanes)) for t in trace.threads]
+        + [lanes.setdefault("? / unknown thread", len(lanes))],
+        dtype=np.int64,
+    )
+    roots = trace.parent < 0
+    seed = np.where(roots, thread_lane[trace.thread], -1).astype(np.int64)
+    lane = aggregate.inherit(trace.parent, trace.start_order, seed) if trace.n else seed
+    side = Side(trace, label, kind, name, keep, lane, np.zeros(trace.n, dtype=np.int64))
+    step_code = trace.code("step")
+    if step_code >= 0:
+        root_rows = trace.start_order[roots[trace.start_order]]
+        for r in root_rows[(trace.kind[root_rows] == step_code) & keep[root_rows]].tolist():
+            side.steps.setdefault(int(lane[r]), []).append(int(r))
+    return side
+
+
+def _segment(side: Side, step_lanes: set[int], flat_lanes: set[int]) -> None:
+    """Numbers the top-level spans of each lane by the step they follow (0: before
+    the first); in ``flat_lanes`` the steps are left out and their children rise."""
+    trace = side.trace
+    if trace.n == 0:
+        return
+    order = trace.start_order
+    is_root = trace.parent[order] < 0
+    roots = order[is_root]
+    in_steps = np.isin(side.lane[roots], list(step_lanes))
+    is_step = np.zeros(len(roots), dtype=np.int64)
+    if step_lanes:
+        is_step = (
+            in_steps & np.isin(roots, [r for rows in side.steps.values() for r in rows])
+        ).astype(np.int64)
+    by_lane = np.argsort(side.lane[roots], kind="stable")  # start order kept within a lane
+    counts = np.cumsum(is_step[by_lane])
+    lane_sorted = side.lane[roots][by_lane]
+    first = np.searchsorted(lane_sorted, lane_sorted, side="left")
+    before = np.where(first > 0, counts[first - 1], 0)
+    seg = np.zeros(len(roots), dtype=np.int64)
+    seg[by_lane] = counts - before
+    seed = np.full(trace.n, 0, dtype=np.int64)
+    seed[roots] = _segment_code(side.lane[roots], seg)
+    # every row carries its root's segment code: inherit from the nearest seeded row
+    marker = np.where(trace.parent < 0, np.arange(trace.n), -1).astype(np.int64)
+    top = aggregate.inherit(trace.parent, order, marker)
+    side.segment = seed[top]
+    for lane in flat_lanes:
+        for r in side.steps.get(lane, []):
+            side.keep[r] = False
+
+
+# -- the comparison -------------------------------------------------------------
+
+
+@dataclass
+class Diff:
+    """Two traces aligned: nodes, who has them, and what differs."""
+
+    a: Side
+    b: Side
+    strings: list[Any]
+    lanes: list[str]
+    node_parent: np.ndarray
+    node_kind: np.ndarray
+    node_name: np.ndarray
+    node_occ: np.ndarray
+    row_a: np.ndarray  # node -> row in A (-1: none)
+    row_b: np.ndarray
+    change: np.ndarray  # node -> 0 same, 1 missing, 2 extra, 3 reordered (reported nodes)
+    size: np.ndarray  # spans under a reported missing/extra node, itself included
+    notes: list[str]
+    step_lanes: set[int]
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_parent)
+
+    def counts(self) -> dict[str, int]:
+        """Reported changes of each kind, and aligned spans."""
+        out = {c: int((self.change == i + 1).sum()) for i, c in enumerate(CHANGES)}
+        out["aligned"] = int(((self.row_a >= 0) & (self.row_b >= 0)).sum())
+        return out
+
+    @property
+    def structural(self) -> bool:
+        """Whether the two traces differ in structure (not only in time)."""
+        return bool((self.change > 0).any())
+
+    def label(self, node: int) -> str:
+        """``kind name`` (and ``#k`` from the second of its siblings on)."""
+        text = f"{self.strings[self.node_kind[node]]} {self.strings[self.node_name[node]]}"
+        return text if self.node_occ[node] == 0 else f"{text} #{self.node_occ[node] + 1}"
+
+    def path(self, node: int) -> list[int]:
+        """Nodes from the segment's top-level span down to ``node``."""
+        out = []
+        while node >= 0:
+            out.append(int(node))
+            node = int(self.node_parent[node])
+        return out[::-1]
+
+    def segments(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lane, segment) of each node, read from its row in A or else in B."""
+        ra, rb = self.row_a[nodes], self.row_b[nodes]
+        code = np.where(ra >= 0, self.a.segment[np.maximum(ra, 0)], 0)
+        if len(self.b.segment):
+            code = np.where(ra >= 0, code, self.b.segment[np.maximum(rb, 0)])
+        value = -code - 2
+        return value >> _SEG_BITS, value & ((1 << _SEG_BITS) - 1)
+
+    def segment_of(self, node: int) -> tuple[int, int]:
+        """(lane, segment) of one node."""
+        lane, seg = self.segments(np.array([node], dtype=np.int64))
+        return int(lane[0]), int(seg[0])
+
+    def step_info(self, lane: int, seg: int) -> dict[str, Any] | None:
+        """The step a segment follows: its position, index and name (either trace's)."""
+        if seg == 0 or lane not in self.step_lanes:
+            return None
+        for side in (self.a, self.b):
+            rows = side.steps.get(lane, [])
+            if seg <= len(rows):
+                row = rows[seg - 1]
+                index = side.trace.attrs(row).get("index")
+                return {
+                    "ordinal": seg - 1,
+                    "index": index if isinstance(index, int) else None,
+                    "name": side.trace.name_of(row),
+                }
+        return None
+
+
+def _drop_kinds(a: Trace, b: Trace, notes: list[str]) -> set[str]:
+    """Kinds only one trace could record: left out of the alignment, with a note."""
+    on_a = a.meta.get("backward_spans", "yes") != "no"
+    on_b = b.meta.get("backward_spans", "yes") != "no"
+    if on_a != on_b:
+        notes.append(
+            f"{'B' if on_a else 'A'} was recorded with --no-backward-spans: "
+            "module.backward spans are left out of the comparison"
+        )
+        return {"module.backward"}
+    return set()
+
+
+def diff(a: Trace, b: Trace) -> Diff:
+    """Aligns ``b`` against ``a`` (see the module docstring)."""
+    notes: list[str] = []
+    drop = _drop_kinds(a, b, notes)
+    strings: dict[Any, int] = {}
+    lanes: dict[str, int] = {}
+    sa = _prepare(a, "A", strings, lanes, drop)
+    sb = _prepare(b, "B", strings, lanes, drop)
+    lane_names = list(lanes)
+    step_lanes, flat_lanes = set(), set()
+    for lane in set(sa.steps) | set(sb.steps):
+        if lane in sa.steps and lane in sb.steps:
+            step_lanes.add(lane)
+        else:
+            flat_lanes.add(lane)
+            has, lacks = ("A", "B") if lane in sa.steps else ("B", "A")
+            notes.append(
+                f"lane {lane_names[lane]}: only {has} marks steps ({lacks} has no step "
+                "spans); aligned as one segment, the step spans left out"
+            )
+    for side in (sa, sb):
+        _segment(side, step_lanes, flat_lanes)
+    cap = max(sa.n_kept + sb.n_kept, 1)
+    node_parent = np.empty(cap, dtype=np.int64)
+    node_kind = np.empty(cap, dtype=np.int64)
+    node_name = np.empty(cap, dtype=np.int64)
+    node_occ = np.empty(cap, dtype=np.int64)
+    table = Dict.empty(key_type=_KEY4, value_type=types.int64)
+    count = 0
+    for side in (sa, sb):
+        tr = side.trace
+        side.node, count = assign_nodes(
+            tr.start_order, tr.parent, side.keep, side.segment, side.kind, side.name,
+            table, node_parent, node_kind, node_name, node_occ, count,
+        )  # fmt: skip
+    row_a = _rows_of(sa, count)
+    row_b = _rows_of(sb, count)
+    node_parent = node_parent[:count]
+    change, size = _changes(sa, sb, node_parent, row_a, row_b)
+    return Diff(
+        sa, sb, list(strings), lane_names, node_parent, node_kind[:count], node_name[:count],
+        node_occ[:count], row_a, row_b, change, size, notes, step_lanes,
+    )  # fmt: skip
+
+
+def _rows_of(side: Side, count: int) -> np.ndarray:
+    out = np.full(count, -1, dtype=np.int64)
+    rows = np.flatnonzero(side.node >= 0)
+    out[side.node[rows]] = rows
+    return out
+
+
+def _changes(
+    sa: Side, sb: Side, node_parent: np.ndarray, row_a: np.ndarray, row_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    count = len(node_parent)
+    change = np.zeros(count, dtype=np.int8)
+    size = np.zeros(count, dtype=np.int64)
+    in_a, in_b = row_a >= 0, row_b >= 0
+    up = np.maximum(node_parent, 0)
+    parent_both = (node_parent < 0) | (in_a[up] & in_b[up])
+    for code, mine, theirs, side, rows in ((1, in_a, in_b, sa, row_a), (2, in_b, in_a, sb, row_b)):
+        top = mine & ~theirs & parent_both
+        change[top] = code
+        # spans under each reported node: its row, inherited down the tree and counted
+        tr = side.trace
+        seed = np.full(tr.n, -1, dtype=np.int64)
+        seed[rows[top]] = rows[top]
+        below = aggregate.inherit(tr.parent, tr.start_order, seed) if tr.n else seed
+        counted = below[(below >= 0) & side.keep]
+        per_row = np.bincount(counted, minlength=tr.n) if tr.n else np.zeros(0, np.int64)
+        size[top] = per_row[rows[top]]
+    both = np.flatnonzero(in_a & in_b & parent_both)
+    if len(both):
+        pos_a = np.empty(sa.trace.n, dtype=np.int64)
+        pos_a[sa.trace.start_order] = np.arange(sa.trace.n)
+        pos_b = np.empty(sb.trace.n, dtype=np.int64)
+        pos_b[sb.trace.start_order] = np.arange(sb.trace.n)
+        pa, pb = pos_a[row_a[both]], pos_b[row_b[both]]
+        order = np.lexsort((pa, node_parent[both]))
+        moved = out_of_order(node_parent[both][order], pb[order])
+        change[both[order][moved]] = 3
+    return change, size
+
+
+# -- times ---------------------------------------------------------------------
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return None if a == 0 else round(b / a, 4)
+
+
+def kind_times(d: Diff) -> list[dict[str, Any]]:
+    """Per kind: spans and self time in A and B, and the ratio B/A."""
+    out: dict[str, dict[str, Any]] = {}
+    for tag, side in (("a", d.a), ("b", d.b)):
+        rows = np.flatnonzero(side.keep)
+        if not len(rows):
+            continue
+        codes = side.kind[rows]
+        uniq, inv = np.unique(codes, return_inverse=True)
+        own = aggregate.sum_by(
+            inv.reshape(-1).astype(np.int64), side.trace.self_ns[rows], len(uniq)
+        )
+        counts = np.bincount(inv.reshape(-1), minlength=len(uniq))
+        for code, c, s in zip(uniq.tolist(), counts.tolist(), own.tolist()):
+            entry = out.setdefault(str(d.strings[code]), _empty_times(str(d.strings[code])))
+            entry[f"{tag}_count"], entry[f"{tag}_self_ns"] = int(c), int(s)
+    for entry in out.values():
+        entry["ratio"] = _ratio(entry["a_self_ns"], entry["b_self_ns"])
+    return sorted(out.values(), key=lambda e: -max(e["a_self_ns"], e["b_self_ns"]))
+
+
+def _empty_times(kind: str) -> dict[str, Any]:
+    return {"kind": kind, "a_count": 0, "b_count": 0, "a_self_ns": 0, "b_self_ns": 0}
+
+
+def module_times(d: Diff) -> list[dict[str, Any]]:
+    """Per module path and direction: calls and inclusive time in A and B, ratio B/A."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for tag, side in (("a", d.a), ("b", d.b)):
+        codes = [c for c in (d.strings.index(k) for k in MODULE_KINDS if k in d.strings)]
+        rows = np.flatnonzero(side.keep & np.isin(side.kind, codes))
+        if not len(rows):
+            continue
+        key = (side.kind[rows] << 32) | side.name[rows]
+        uniq, inv = np.unique(key, return_inverse=True)
+        inv = inv.reshape(-1).astype(np.int64)
+        incl = aggregate.sum_by(inv, side.trace.dur_ns[rows], len(uniq))
+        counts = np.bincount(inv, minlength=len(uniq))
+        for k, c, t in zip(uniq.tolist(), counts.tolist(), incl.tolist()):
+            kind, name = str(d.strings[k >> 32]), str(d.strings[k & 0xFFFFFFFF])
+            entry = out.setdefault(
+                (name, kind),
+                {"module": name, "kind": kind, "a_count": 0, "b_count": 0, "a_ns": 0, "b_ns": 0},
+            )
+            entry[f"{tag}_count"], entry[f"{tag}_ns"] = int(c), int(t)
+    for entry in out.values():
+        entry["ratio"] = _ratio(entry["a_ns"], entry["b_ns"])
+    return sorted(out.values(), key=lambda e: (e["module"], e["kind"]))

@@ -1,0 +1,185 @@
+"""What ``torchscope diff`` prints: the alignment of ``tracer.analyze.diff`` as
+plain data (the ``--json`` schema, documented in docs/diff.md) and as text."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from tracer.analyze.diff import CHANGES, SCHEMA_VERSION, Diff, Side, kind_times, module_times
+from tracer.file.errors import one_line
+
+MARKS = {"missing": "-", "extra": "+", "reordered": "~"}
+
+
+def _side(side: Side) -> dict[str, Any]:
+    steps = sum(len(v) for v in side.steps.values())
+    return {
+        "file": side.trace.path,
+        "target": side.trace.meta.get("target", "reimpl"),
+        "spans": int(side.trace.n),
+        "aligned_spans": side.n_kept,
+        "steps": steps,
+    }
+
+
+def _lanes(d: Diff) -> list[dict[str, Any]]:
+    out = []
+    for lane, label in enumerate(d.lanes):
+        a = int((d.a.keep & (d.a.lane == lane)).sum())
+        b = int((d.b.keep & (d.b.lane == lane)).sum())
+        if not a and not b:
+            continue
+        out.append(
+            {
+                "lane": label,
+                "a_spans": a,
+                "b_spans": b,
+                "a_steps": len(d.a.steps.get(lane, [])),
+                "b_steps": len(d.b.steps.get(lane, [])),
+                "steps_aligned": lane in d.step_lanes,
+            }
+        )
+    return out
+
+
+def _change(d: Diff, node: int) -> dict[str, Any]:
+    what = CHANGES[int(d.change[node]) - 1]
+    lane, seg = d.segment_of(node)
+    ra, rb = int(d.row_a[node]), int(d.row_b[node])
+    return {
+        "change": what,
+        "lane": d.lanes[lane],
+        "segment": seg,
+        "step": d.step_info(lane, seg),
+        "path": [d.label(p) for p in d.path(node)],
+        "kind": str(d.strings[d.node_kind[node]]),
+        "name": str(d.strings[d.node_name[node]]),
+        "occurrence": int(d.node_occ[node]),
+        "spans": int(d.size[node]) if what != "reordered" else 1,
+        "a_row": ra if ra >= 0 else None,
+        "b_row": rb if rb >= 0 else None,
+        "a_ns": int(d.a.trace.dur_ns[ra]) if ra >= 0 else None,
+        "b_ns": int(d.b.trace.dur_ns[rb]) if rb >= 0 else None,
+    }
+
+
+def changed_nodes(d: Diff) -> np.ndarray:
+    """Reported nodes in reading order: lane, step, then where they start."""
+    nodes = np.flatnonzero(d.change > 0)
+    if not len(nodes):
+        return nodes
+    pos_a = np.empty(d.a.trace.n, dtype=np.int64)
+    pos_a[d.a.trace.start_order] = np.arange(d.a.trace.n)
+    pos_b = np.empty(d.b.trace.n, dtype=np.int64)
+    pos_b[d.b.trace.start_order] = np.arange(d.b.trace.n)
+    ra, rb = d.row_a[nodes], d.row_b[nodes]
+    where = np.where(ra >= 0, pos_a[np.maximum(ra, 0)], pos_b[np.maximum(rb, 0)])
+    lane, seg = d.segments(nodes)
+    return nodes[np.lexsort((where, seg, lane))]
+
+
+def report(d: Diff, limit: int = 1000) -> dict[str, Any]:
+    """The diff as plain data (what ``--json`` prints); ``limit``: changes listed."""
+    nodes = changed_nodes(d)
+    warnings = [f"A: {w}" for w in d.a.trace.warnings] + [f"B: {w}" for w in d.b.trace.warnings]
+    return {
+        "schema": "torchscope.diff",
+        "schema_version": SCHEMA_VERSION,
+        "a": _side(d.a),
+        "b": _side(d.b),
+        "structural": d.structural,
+        "counts": d.counts(),
+        "lanes": _lanes(d),
+        "changes": [_change(d, int(n)) for n in nodes[:limit]],
+        "changes_left_out": max(0, len(nodes) - limit),
+        "kinds": kind_times(d),
+        "modules": module_times(d),
+        "notes": d.notes,
+        "warnings": warnings,
+    }
+
+
+def render_json(data: dict[str, Any]) -> str:
+    """The report as JSON for scripts and CI."""
+    return json.dumps(data, indent=2)
+
+
+def _ms(ns: int | None) -> str:
+    return "-" if ns is None else f"{ns / 1e6:.3f}"
+
+
+def _ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
+def step_title(change: dict[str, Any]) -> str:
+    """Where a change is: its lane, and the step it is in (or before)."""
+    step = change["step"]
+    if step is not None:
+        index = "" if step["index"] is None else f", index {step['index']}"
+        where = f"step #{step['ordinal']} ({step['name']!r}{index})"
+    elif change["segment"] == 0:
+        where = "before the first step"
+    else:
+        where = f"step segment {change['segment']}"
+    return f"{change['lane']}, {where}"
+
+
+def render_text(data: dict[str, Any], width: int = 100) -> str:
+    """The report for a terminal."""
+    a, b, c = data["a"], data["b"], data["counts"]
+    out = [
+        f"A {a['file']} ({a['target']}, {a['aligned_spans']:,} spans compared, {a['steps']} steps)",
+        f"B {b['file']} ({b['target']}, {b['aligned_spans']:,} spans compared, {b['steps']} steps)",
+        "",
+    ]
+    if data["structural"]:
+        out.append(
+            f"structure: DIFFERENT: {c['missing']} missing (A only), {c['extra']} extra "
+            f"(B only), {c['reordered']} reordered; {c['aligned']:,} spans aligned"
+        )
+    else:
+        out.append(f"structure: the same ({c['aligned']:,} spans aligned); only times differ")
+    out += ["", f"{'lane':<44}{'A spans':>9}{'B spans':>9}{'A steps':>9}{'B steps':>9}"]
+    for lane in data["lanes"]:
+        out.append(
+            f"{lane['lane'][:43]:<44}{lane['a_spans']:>9,}{lane['b_spans']:>9,}"
+            f"{lane['a_steps']:>9}{lane['b_steps']:>9}"
+        )
+    title = None
+    for change in data["changes"]:
+        if step_title(change) != title:
+            title = step_title(change)
+            out += ["", title]
+        label = change["path"][-1]
+        spans = f" ({change['spans']} spans)" if change["spans"] > 1 else ""
+        out.append(f"  {MARKS[change['change']]} {change['change']:<10}{label}{spans}")
+        if len(change["path"]) > 1:
+            path = " > ".join(change["path"][:-1])
+            out.append(
+                f"      in {path if len(path) <= width - 9 else '…' + path[-(width - 10) :]}"
+            )
+    if data["changes_left_out"]:
+        out.append(f"  ... and {data['changes_left_out']:,} more (--limit)")
+    out += [
+        "",
+        f"{'time per kind (self)':<28}{'A n':>8}{'A ms':>11}{'B n':>8}{'B ms':>11}{'B/A':>8}",
+    ]
+    for k in data["kinds"]:
+        out.append(
+            f"{k['kind'][:27]:<28}{k['a_count']:>8,}{_ms(k['a_self_ns']):>11}{k['b_count']:>8,}"
+            f"{_ms(k['b_self_ns']):>11}{_ratio(k['ratio']):>8}"
+        )
+    if data["modules"]:
+        out += ["", f"{'time per module (inclusive)':<44}{'A ms':>11}{'B ms':>11}{'B/A':>8}"]
+        for m in data["modules"]:
+            label = f"{m['module']} {m['kind'].split('.')[-1]}"
+            out.append(
+                f"{label[:43]:<44}{_ms(m['a_ns']):>11}{_ms(m['b_ns']):>11}{_ratio(m['ratio']):>8}"
+            )
+    out += [""] + [f"note: {n}" for n in data["notes"]] if data["notes"] else []
+    out += [one_line(f"warning: {w}") for w in data["warnings"]]
+    return "\n".join(out)

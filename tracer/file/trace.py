@@ -315,6 +315,22 @@ class Trace:
             out[sel] = table[index[rows[sel] - blocks.starts[b]]]
         return out
 
+    def attr_sets(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """(each row's index into the list, -1 for none; the distinct attribute
+        dicts): every block's attributes numbered in one list, so a table of them
+        (``torchscope query``'s ``attrs``) has one entry per distinct dict, not per span."""
+        blocks = self._blocks
+        out = np.full(self.n, -1, dtype=np.int64)
+        sets: list[dict[str, Any]] = []
+        ends = [*blocks.starts[1:].tolist(), self.n]
+        for start, end, (index, values) in zip(blocks.starts.tolist(), ends, blocks.attrs):
+            if index is None or not values:
+                continue
+            local = index.astype(np.int64)
+            out[start:end] = np.where(local >= 0, local + len(sets), -1)
+            sets.extend(values)
+        return out, sets
+
     @cached_property
     def mirrors(self) -> dict[str, str]:
         """reimpl function -> the torch function it mirrors, as recorded."""

@@ -1,0 +1,93 @@
+"""The plain-torch DeOldify twin: torch.nn only, and the same story as the reimpl sample."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tracer
+from samples import dataparallel_hooks as reimpl_sample
+from samples import dataparallel_hooks_torch as sample
+from tracer.analyze.check.report import check
+from tracer.targets.torch.sim_devices import SimDevices
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "samples" / "dataparallel_hooks_torch.py"
+
+
+def _error(fn, *args, **kwargs) -> str:
+    with pytest.raises(RuntimeError) as err:
+        fn(*args, **kwargs)
+    return str(err.value)
+
+
+def _ends(msg: str) -> tuple[str, str]:
+    """The wrapper's first line and the replica's own error, the last line."""
+    lines = msg.strip().splitlines()
+    return lines[0], lines[-1]
+
+
+def test_imports_torch_and_the_standard_library_only():
+    tree = ast.parse(SAMPLE.read_text())
+    roots = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "level", 0) == 0
+        for alias in node.names
+    }
+    assert roots == {"__future__", "argparse", "sys", "threading", "collections", "typing", "torch"}
+    code = f"import runpy, sys; runpy.run_path({str(SAMPLE)!r}); print(sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "'reimpl" not in loaded.stdout and "'tracer" not in loaded.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on GPUs DataParallel really splits")
+def test_on_a_cpu_machine_dataparallel_is_a_plain_call_and_hides_the_bug():
+    out, _, _ = sample.run("buggy")  # no accelerator: torch runs the module as is
+    ref_out, _, _ = sample.run("buggy", parallel=False)
+    torch.testing.assert_close(out, ref_out)
+    assert sample.main(["--variant", "buggy"]) == 0
+
+
+def test_fails_the_same_way_as_the_reimpl_sample_under_lockstep():
+    with SimDevices(2):
+        buggy = _error(sample.run, "buggy")
+        printing = _error(sample.run, "print")
+    assert _ends(buggy) == _ends(_error(reimpl_sample.run, "buggy", use_lockstep=True))
+    assert _ends(printing)[1] == _ends(_error(reimpl_sample.run, "print", use_lockstep=True))[1]
+    assert _ends(printing)[1] == "RuntimeError: dictionary changed size during iteration"
+
+
+def test_fixed_matches_one_device_and_the_reimpl_twin():
+    ref_out, ref_loss, ref_model = sample.run("fixed", parallel=False)
+    with SimDevices(2):
+        out, loss, model = sample.run("fixed")
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(loss, ref_loss)
+    for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad)
+    twin_out, _ = reimpl_sample.run("fixed", use_lockstep=True)
+    torch.testing.assert_close(out, twin_out)
+
+
+def test_buggy_fails_20_runs_out_of_20_under_the_torch_target(tmp_path):
+    """20 runs in one recording under --target torch on two simulated devices
+    (in-process: a recording per run would start 20 interpreters)."""
+    expected = _ends(_error(reimpl_sample.run, "buggy", use_lockstep=True))
+    path = str(tmp_path / "twenty.tsdb")
+    with tracer.record(path, target="torch"), SimDevices(2):
+        errors = [_ends(_error(sample.run, "buggy")) for _ in range(20)]
+    assert errors == [expected] * 20
+    findings, _ = check(tracer.load(path))
+    rules = [f.rule for f in findings]
+    assert rules.count("cross-device") == 20
+    shared = [f for f in findings if f.rule == "shared-hook-state"]
+    # one finding per hook object; 20 models, two hooks each
+    assert len(shared) == 40

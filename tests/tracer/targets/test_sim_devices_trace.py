@@ -1,0 +1,122 @@
+"""The torch DeOldify twin recorded under --target torch on simulated devices, and checked."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torchscope_cli import torchscope
+
+import tracer
+from samples import dataparallel_hooks_torch as sample
+from tracer.analyze.check.report import check
+from tracer.targets.torch.sim_devices import SimDevices
+
+ROOT = Path(__file__).resolve().parents[3]
+SAMPLE = str(ROOT / "samples" / "dataparallel_hooks_torch.py")
+
+
+def _record(path: Path, variant: str) -> tracer.Trace:
+    """One run of ``variant`` recorded on two simulated devices; the loaded trace."""
+    with tracer.record(str(path), target="torch"), SimDevices(2):
+        try:
+            sample.run(variant)
+        except RuntimeError:
+            pass  # the buggy variants fail inside a replica: the trace shows why
+    return tracer.load(str(path))
+
+
+def _rules(trace: tracer.Trace) -> dict[str, list]:
+    findings, _ = check(trace)
+    out: dict[str, list] = {}
+    for f in findings:
+        out.setdefault(f.rule, []).append(f)
+    return out
+
+
+def test_buggy_variant_is_flagged_with_both_hooks_and_the_failing_read(tmp_path):
+    trace = _record(tmp_path / "buggy.tsdb", "buggy")
+    threads = {(t.name, t.device) for t in trace.threads}
+    assert {("replica 0", "sim:0"), ("replica 1", "sim:1")} <= threads
+    rules = _rules(trace)
+    shared = rules["shared-hook-state"]
+    assert sorted(f.details["module"] for f in shared) == ["encoder.0", "encoder.1"]
+    for f in shared:
+        assert f.details["devices"] == ["sim:0", "sim:1"] and f.details["rebound"] == ["stored"]
+        assert f.details["hook"] == "samples.dataparallel_hooks_torch.Hook.hook_fn"
+        assert f.details["source"].endswith("dataparallel_hooks_torch.py:50")
+    (cross,) = rules["cross-device"]
+    assert cross.details["op"] == "cat" and cross.details["devices"] == ["sim:0", "sim:1"]
+    assert cross.details["producer"] == "samples.dataparallel_hooks_torch.Hook.hook_fn"
+
+
+def test_print_variant_is_flagged_as_a_mutation_during_iteration(tmp_path):
+    rules = _rules(_record(tmp_path / "print.tsdb", "print"))
+    assert "mutation-during-iteration" in rules and "shared-hook-state" in rules
+
+
+def test_fixed_variant_is_clean(tmp_path):
+    trace = _record(tmp_path / "fixed.tsdb", "fixed")
+    assert _rules(trace) == {}
+    kinds = {trace.kind_of(r) for r in range(trace.n)}
+    assert {"dp.scatter", "dp.replicate", "dp.replica", "dp.gather", "hook.forward"} <= kinds
+
+
+def test_torch_is_as_it_was_after_a_recorded_run(tmp_path):
+    m = torch.nn.modules.module
+    before = (
+        torch.nn.DataParallel,
+        torch.nn.parallel.data_parallel,
+        dict(m._global_forward_pre_hooks),
+        dict(m._global_forward_hooks),
+        sys.stdout,
+    )
+    model = sample.UNet(sample.Hook)
+    hooks = {k: v for k, v in model.hooks[0].handle.hooks_dict_ref().items()}
+    _record(tmp_path / "buggy.tsdb", "buggy")
+    assert torch.nn.DataParallel is before[0] and torch.nn.parallel.data_parallel is before[1]
+    assert dict(m._global_forward_pre_hooks) == before[2]
+    assert dict(m._global_forward_hooks) == before[3]
+    assert sys.stdout is before[4]
+    assert model.hooks[0].handle.hooks_dict_ref() == hooks
+    assert type(nn.DataParallel(model)) is before[0]
+
+
+def test_record_command_says_which_devices_were_simulated(tmp_path):
+    out = str(tmp_path / "buggy.tsdb")
+    result = torchscope(
+        "record", "--target", "torch", "--sim-devices", "2", "--check", "-o", out, SAMPLE
+    )
+    assert result.returncode == 1, result.stderr
+    assert "simulating 2 device(s) on the CPU for torch.nn.DataParallel" in result.stderr
+    assert "sim:0, sim:1 are simulated, not GPUs" in result.stderr
+    assert "found at least two devices, sim:0 and sim:1!" in result.stderr
+    assert "[shared-hook-state]" in result.stderr
+    trace = tracer.load(out)
+    assert trace.meta["target"] == "torch"
+    assert (trace.meta["sim_devices"], trace.meta["sim_lockstep"]) == ("sim:0,sim:1", "yes")
+
+
+def test_record_command_refuses_sim_devices_without_the_torch_target(tmp_path):
+    result = torchscope("record", "--sim-devices", "2", "-o", str(tmp_path / "x.tsdb"), SAMPLE)
+    assert result.returncode == 2
+    assert "add --target torch" in result.stderr
+    assert not (tmp_path / "x.tsdb").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 or more CUDA devices")
+def test_real_gpus_record_one_lane_per_replica_thread_and_device(tmp_path):
+    path = str(tmp_path / "gpus.tsdb")
+    with tracer.record(path, target="torch"):
+        out, _, _ = sample.run("fixed")  # the program as written: .cuda() and nn.DataParallel
+    assert out.is_cuda
+    trace = tracer.load(path)
+    replicas = [r for r in range(trace.n) if trace.kind_of(r) == "dp.replica"]
+    lanes = {int(trace.thread[r]) for r in replicas}
+    assert len(lanes) == torch.cuda.device_count() == len(replicas)
+    named = {(trace.threads[k].name, trace.threads[k].device) for k in lanes}
+    assert named == {(f"replica {i}", f"cuda:{i}") for i in range(len(replicas))}

@@ -8,7 +8,13 @@ differs, so ``backend="torch"`` runs its twin on the real thing, and the tests
 check that both give the same numbers. Run it directly, or under the recorder:
 
     torchscope record samples/train_step.py --steps 4
+    torchscope record --target torch samples/train_step.py --backend torch --steps 4
     torchscope demo
+
+The second line is the torch twin: the same program on ``torch.nn``,
+``torch.optim`` and ``torch.utils.data``, recorded through torch's own hooks;
+both traces have the same module, hook, optimizer, scheduler and DataLoader
+spans step by step (tests/samples/test_train_step_torch.py).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from types import SimpleNamespace
 
 import torch
 
+from reimpl import _trace
 from reimpl.utils.data import Dataset
 
 
@@ -82,25 +89,12 @@ def synthetic_batches(data, steps: int, batch: int = 16, seed: int = 0, num_work
     )
 
 
-def step_annotation(backend: str):
-    """reimpl's own step span; a no-op context for the torch twin."""
-    from reimpl import _trace
-
-    return _trace.step if backend == "reimpl" else (lambda index, name="step": _NullContext())
-
-
-class _NullContext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def main(steps: int = 4, swa_steps: int = 2, seed: int = 0, backend: str = "reimpl") -> dict:
     """Trains, then averages; returns the losses and both models for checking."""
     ns = backend_namespace(backend)
-    step = step_annotation(backend)
+    # the user's own step annotation: a no-op unless recording, the same for both
+    # backends, so the reimpl trace and its --target torch twin align step by step
+    step = _trace.step
     torch.manual_seed(seed)
     model = small_cnn(ns.nn)
     loss_fn = ns.nn.CrossEntropyLoss()

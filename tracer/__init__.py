@@ -15,10 +15,9 @@ from typing import Any
 
 from tracer.file.errors import TraceError
 from tracer.recording.recorder import Recorder
+from tracer.targets import TARGETS, attach_target, check_target
 
-__all__ = ["Recorder", "Trace", "TraceError", "load", "record"]
-
-TARGETS = ("reimpl",)
+__all__ = ["TARGETS", "Recorder", "Trace", "TraceError", "load", "record"]
 
 
 def __getattr__(name: str) -> Any:
@@ -44,15 +43,19 @@ def record(
     The trace is complete when the block exits, even through an exception;
     a process killed inside it keeps everything up to the last flush. A trace
     already at ``path`` is replaced (``append=True`` adds this run to it); any
-    other file there is refused with a TraceError.
+    other file there is refused with a TraceError. ``target="torch"`` records an
+    unmodified PyTorch program (torch's own modules, optimizers, schedulers,
+    DataLoaders) and leaves torch as it was when the block exits.
     """
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     rec = Recorder(
         path,
         flush_interval=flush_interval,
-        meta={"target": target},
+        meta={"target": check_target(target)},
         mode="append" if append else "new",
     )
     with rec:
-        yield rec
+        detach = attach_target(target)
+        try:
+            yield rec
+        finally:
+            detach()

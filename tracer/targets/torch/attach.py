@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-SEAMS = ("modules", "optim", "schedulers")
+SEAMS = ("modules", "optim", "schedulers", "swa", "parallel", "data", "batchnorm")
 """The seams ``attach`` installs by default, in order (files of this package)."""
 
 _MISSING = object()

@@ -4,7 +4,10 @@ Seams: torch's global forward pre/post hooks (``register_module_forward_pre_hook
 ``register_module_forward_hook(always_call=True)``), the global registration
 hooks (a submodule, parameter or buffer assigned: cached paths are stale), and
 the values of each module's own hook dicts, wrapped in place for the run (the
-user's hooks record ``hook.*`` spans) and put back at detach.
+user's hooks record ``hook.*`` spans) and put back at detach; and
+``Module.train`` wrapped for the run (``module.train``, once per root call).
+The other cold paths reimpl records (``_apply``, ``state_dict``, ``apply``)
+are not wrapped.
 
 Paths, classes and structure snapshots come from reimpl's own cache
 (``reimpl/nn/modules/module.py``: names from the root's ``named_modules``),
@@ -25,6 +28,7 @@ recorded from that module's next call on.
 
 from __future__ import annotations
 
+import functools
 import sys
 import weakref
 from threading import get_ident
@@ -42,6 +46,7 @@ from tracer.targets.torch.attach import Options, Patches
 
 FORWARD_FUNC = "torch.nn.modules.module.Module._call_impl"
 HOOK_FUNC = FORWARD_FUNC  # torch calls every module hook from _call_impl
+TRAIN_FUNC = "torch.nn.modules.module.Module.train"
 
 _stacks: dict[int, list[list]] = {}
 """thread id -> open forward calls: [module, span id, start, path entry, pending, result]."""
@@ -212,6 +217,20 @@ def _unwrap_all() -> None:
     _stacks.clear()
 
 
+def _traced_train(train: Any) -> Any:
+    """``Module.train`` (and ``eval``, which calls it): one ``module.train`` span on
+    the root's call, with reimpl's attributes (mode, subtree size)."""
+
+    def wrapper(self: Any, mode: bool = True) -> Any:
+        if _trace.sink is None or not rm._outermost("module.train"):
+            return train(self, mode)
+        subtree = sum(1 for _ in self.modules())
+        with rm._outermost_span("module.train", self, TRAIN_FUNC, mode=mode, modules=subtree):
+            return train(self, mode)
+
+    return functools.wraps(train)(wrapper)
+
+
 def _structure_changed(*_: Any) -> None:
     rm._structure_changed()
 
@@ -231,3 +250,4 @@ def install(patches: Patches, options: Options) -> None:
     handle = torch_module.register_module_forward_hook(_forward_post, always_call=True)
     patches.on_detach(handle.remove)
     _options[0] = options
+    patches.wrap(torch.nn.Module, "train", _traced_train)

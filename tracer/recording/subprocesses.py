@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing.process
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,7 @@ def run_recorded(
         return target(*args, **kwargs)
     status = "ok"
     uninstall_sigterm = terminate.install(recorder)  # a launcher's SIGTERM flushes first
+    detach_target = _attach_target()
     try:
         return target(*args, **kwargs)
     except SystemExit as exc:
@@ -62,8 +64,18 @@ def run_recorded(
         status = f"error: {type(exc).__name__}: {exc}"
         raise
     finally:
+        detach_target()
         recorder.stop(status)
         uninstall_sigterm()
+
+
+def _attach_target() -> Callable[[], None]:
+    """The parent's recording target, attached in this spawned child too (the torch
+    adapter says so in ``TORCHSCOPE_TARGET`` while attached)."""
+    from tracer.targets import attach_target
+
+    target = os.environ.get("TORCHSCOPE_TARGET", "reimpl")
+    return attach_target(target, backward_spans=_trace.backward_spans)
 
 
 def _start(self: multiprocessing.process.BaseProcess) -> None:

@@ -22,15 +22,28 @@ attaches a subset (the benchmark measures them apart).
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-SEAMS = ("modules", "optim", "schedulers", "swa", "parallel", "data", "batchnorm")
+SEAMS = (
+    "modules",
+    "optim",
+    "schedulers",
+    "swa",
+    "parallel",
+    "data",
+    "batchnorm",
+    "collectives",
+)
 """The seams ``attach`` installs by default, in order (files of this package)."""
 
+TARGET_ENV = "TORCHSCOPE_TARGET"
+"""Set to ``torch`` while attached: spawned children attach the same target."""
 _MISSING = object()
 
 
@@ -106,6 +119,10 @@ def attach(*, backward_spans: bool = True, seams: Iterable[str] = SEAMS) -> Call
     options = Options(backward_spans=backward_spans)
     patches = Patches()
     _current.append(patches)
+    # a spawned child (tracer/recording/subprocesses.py) attaches the same target
+    previous = os.environ.get(TARGET_ENV)
+    os.environ[TARGET_ENV] = "torch"
+    patches.on_detach(functools.partial(_restore_env, previous))
     try:
         for seam in seams:
             importlib.import_module(f"{__package__}.{seam}").install(patches, options)
@@ -113,6 +130,13 @@ def attach(*, backward_spans: bool = True, seams: Iterable[str] = SEAMS) -> Call
         _detach(patches)
         raise
     return lambda: _detach(patches)
+
+
+def _restore_env(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop(TARGET_ENV, None)
+    else:
+        os.environ[TARGET_ENV] = previous
 
 
 def _detach(patches: Patches) -> None:

@@ -25,7 +25,9 @@ aside (``tracer.analyze.scope``), as torchscope's own spans already do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,12 @@ from tracer.file.trace import Trace
 
 SCHEMA_VERSION = 1
 CHANGES = ("missing", "extra", "reordered")
+# The kinds both targets record (docs/torch-target.md): what `--kinds public`
+# compares; reimpl's deeper spans (optim.group, bn.*, swa.*) are transparent.
+PUBLIC_KINDS = (
+    "step", "module.forward", "module.backward", "hook.*", "optim.step", "optim.zero_grad",
+    "sched.step", "data.*", "dp.*", "collective.*",
+)  # fmt: skip
 MODULE_KINDS = ("module.forward", "module.backward")
 _SEG_BITS = 32  # a segment code is -(2 + lane << 32 | segment): never a node id
 
@@ -64,19 +72,23 @@ def _assign_nodes(
     count: int,
 ) -> tuple[np.ndarray, int]:
     """Each kept row's node; ``order`` visits parents first and siblings in start
-    order. A row whose parent is not kept (a root, or below a step left out)
-    hangs from its segment code. ``table`` and the node arrays are shared by
-    both traces: the second trace finds the first one's nodes there."""
+    order. A row that is not kept is transparent: its kept descendants hang
+    from its nearest kept ancestor, or from their segment code when there is
+    none (a root, a step left out). ``table`` and the node arrays are shared
+    by both traces: the second trace finds the first one's nodes there."""
     n = len(order)
     node = np.full(n, -1, dtype=np.int64)
+    anchor = np.full(n, -1, dtype=np.int64)  # node of the nearest kept ancestor-or-self
     seen = Dict.empty(key_type=_KEY3, value_type=types.int64)  # this trace's occurrences
     for row in order:
-        if not keep[row]:
-            continue
         p = parent[row]
         up = segment[row]
-        if p >= 0 and node[p] >= 0:
-            up = node[p]
+        if p >= 0 and anchor[p] >= 0:
+            up = anchor[p]
+        if not keep[row]:
+            if up >= 0:
+                anchor[row] = up
+            continue
         k = np.int64(kind[row])
         nm = np.int64(name[row])
         occ = np.int64(0)
@@ -96,6 +108,7 @@ def _assign_nodes(
             node_occ[count] = occ
             count += 1
         node[row] = found
+        anchor[row] = found
     return node, count
 
 
@@ -183,13 +196,26 @@ def _segment_code(lane: np.ndarray, seg: np.ndarray) -> np.ndarray:
     return -(2 + ((lane.astype(np.int64) << _SEG_BITS) | seg.astype(np.int64)))
 
 
+def kinds_matching(trace: Trace, patterns: Sequence[str]) -> list[int]:
+    """String codes of the kinds ``patterns`` name (``module.forward``, ``hook.*``)."""
+    names = {str(trace.strings[c]) for c in np.unique(trace.kind).tolist()}
+    return [trace.code(k) for k in sorted(names) if any(fnmatchcase(k, p) for p in patterns)]
+
+
 def _prepare(
-    trace: Trace, label: str, strings: dict[Any, int], lanes: dict[str, int], drop: set[str]
+    trace: Trace,
+    label: str,
+    strings: dict[Any, int],
+    lanes: dict[str, int],
+    drop: set[str],
+    kinds: Sequence[str] | None,
 ) -> Side:
     codes = _shared_codes(trace, strings)
     kind = codes[trace.kind] if trace.n else np.empty(0, dtype=np.int64)
     name = codes[trace.name] if trace.n else np.empty(0, dtype=np.int64)
     keep = ~aside_mask(trace)
+    if kinds is not None:  # the other kinds are transparent: their children rise
+        keep &= np.isin(trace.kind, kinds_matching(trace, kinds))
     dropped = [trace.code(k) for k in drop if trace.code(k) >= 0]
     if dropped:  # a dropped span takes its subtree with it, as an import does
         seed = np.where(np.isin(trace.kind, dropped), np.arange(trace.n), -1).astype(np.int64)
@@ -339,14 +365,24 @@ def _drop_kinds(a: Trace, b: Trace, notes: list[str]) -> set[str]:
     return set()
 
 
-def diff(a: Trace, b: Trace) -> Diff:
-    """Aligns ``b`` against ``a`` (see the module docstring)."""
+def diff(a: Trace, b: Trace, kinds: Sequence[str] | None = None) -> Diff:
+    """Aligns ``b`` against ``a`` (see the module docstring). ``kinds``: compare
+    only spans of these kinds (patterns; ``["public"]`` is ``PUBLIC_KINDS``),
+    the others transparent; None compares every kind."""
     notes: list[str] = []
     drop = _drop_kinds(a, b, notes)
+    if kinds is not None:
+        kinds = [k for p in kinds for k in (PUBLIC_KINDS if p == "public" else (p,))]
+        notes.append(f"compared kinds: {', '.join(kinds)} (the others are transparent)")
+    elif a.meta.get("target", "reimpl") != b.meta.get("target", "reimpl"):
+        notes.append(
+            "the traces come from different targets; reimpl records deeper spans than torch "
+            "lets the torch target see: --kinds public compares what both record"
+        )
     strings: dict[Any, int] = {}
     lanes: dict[str, int] = {}
-    sa = _prepare(a, "A", strings, lanes, drop)
-    sb = _prepare(b, "B", strings, lanes, drop)
+    sa = _prepare(a, "A", strings, lanes, drop, kinds)
+    sb = _prepare(b, "B", strings, lanes, drop, kinds)
     lane_names = list(lanes)
     step_lanes, flat_lanes = set(), set()
     for lane in set(sa.steps) | set(sb.steps):

@@ -66,19 +66,31 @@ def _change(d: Diff, node: int) -> dict[str, Any]:
     }
 
 
+def _since_segment_start(side: Side) -> np.ndarray:
+    """Each row's start, counted from the start of its segment in its own trace."""
+    trace = side.trace
+    if trace.n == 0:
+        return np.zeros(0, dtype=np.int64)
+    uniq, inv = np.unique(side.segment, return_inverse=True)
+    first = np.full(len(uniq), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, inv.reshape(-1), trace.start_ns)
+    return trace.start_ns - first[inv.reshape(-1)]
+
+
 def changed_nodes(d: Diff) -> np.ndarray:
-    """Reported nodes in reading order: lane, step, then where they start."""
+    """Reported nodes in reading order: lane, step, then when they start in it
+    (A's and B's changes interleaved by time since the step began)."""
     nodes = np.flatnonzero(d.change > 0)
     if not len(nodes):
         return nodes
-    pos_a = np.empty(d.a.trace.n, dtype=np.int64)
-    pos_a[d.a.trace.start_order] = np.arange(d.a.trace.n)
-    pos_b = np.empty(d.b.trace.n, dtype=np.int64)
-    pos_b[d.b.trace.start_order] = np.arange(d.b.trace.n)
     ra, rb = d.row_a[nodes], d.row_b[nodes]
-    where = np.where(ra >= 0, pos_a[np.maximum(ra, 0)], pos_b[np.maximum(rb, 0)])
+    when = np.zeros(len(nodes), dtype=np.int64)
+    for side, rows in ((d.a, ra), (d.b, rb)):
+        has = rows >= 0
+        if has.any():
+            when[has] = _since_segment_start(side)[rows[has]]
     lane, seg = d.segments(nodes)
-    return nodes[np.lexsort((where, seg, lane))]
+    return nodes[np.lexsort((when, seg, lane))]
 
 
 def report(d: Diff, limit: int = 1000) -> dict[str, Any]:

@@ -17,7 +17,8 @@ def run(ns: argparse.Namespace) -> int:
 
     a = load_reporting(ns.a)
     b = load_reporting(ns.b)
-    data = report(diff(a, b), limit=ns.limit)
+    kinds = None if ns.kinds is None else [k.strip() for k in ns.kinds.split(",") if k.strip()]
+    data = report(diff(a, b, kinds), limit=ns.limit)
     print(render_json(data) if ns.json else render_text(data))
     return 1 if data["structural"] else 0
 
@@ -34,5 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("a", metavar="A", help="the reference trace")
     p.add_argument("b", metavar="B", help="the trace compared with it")
     p.add_argument("--json", action="store_true", help="one JSON object (stable schema)")
+    p.add_argument(
+        "--kinds",
+        metavar="PATTERNS",
+        help="compare only these kinds (comma-separated, * allowed; 'public': the kinds "
+        "both the reimpl and the torch target record); the others are transparent",
+    )
     p.add_argument("--limit", type=int, default=1000, help="changes listed at most (default 1000)")
     p.set_defaults(func=run)

@@ -172,3 +172,32 @@ def test_cli_bad_input_is_exit_2_naming_the_file(tmp_path, content):
     result = torchscope("diff", good.path, str(bad))
     assert result.returncode == 2
     assert str(bad) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_kinds_left_out_are_transparent_their_children_rise(tmp_path):
+    a_roots = handmade.two_steps()
+    sgd = a_roots[0].children[1]
+    sgd.children = [Span("optim.group", "group[0]", 760, 940,
+                         [Span("optim.update", "net.fc.weight", 770, 930)])]  # fmt: skip
+    a_roots.append(Span("swa.update_bn", "AveragedModel", 2200, 2400,
+                        [Span("module.forward", "AveragedModel", 2210, 2390)]))  # fmt: skip
+    b_roots = handmade.two_steps()
+    b_roots.append(Span("module.forward", "AveragedModel", 2210, 2390))
+    a, b = _pair(tmp_path, a_roots, b_roots)
+    every = report(diff(a, b))
+    assert [(c["change"], c["path"], c["spans"]) for c in every["changes"]] == [
+        ("missing", ["step step", "optim.step SGD", "optim.group group[0]"], 2),
+        ("missing", ["swa.update_bn AveragedModel"], 2),
+        ("extra", ["module.forward AveragedModel"], 1),
+    ]
+    public = report(diff(a, b, ["public"]))
+    assert not public["structural"], public["changes"]
+    assert public["counts"]["aligned"] == 11
+    assert {k["kind"] for k in public["kinds"]} == {
+        "step",
+        "module.forward",
+        "optim.step",
+        "data.next",
+    }
+    only = report(diff(a, b, ["module.*"]))
+    assert not only["structural"] and only["counts"]["aligned"] == 6

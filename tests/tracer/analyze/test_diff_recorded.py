@@ -55,6 +55,15 @@ def recordings(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def torch_twin(tmp_path_factory):
+    """The default sample's torch twin, recorded under the torch target."""
+    path = str(tmp_path_factory.mktemp("diff") / "torch.tsdb")
+    with tracer.record(path, target="torch"):
+        train_step.main(steps=STEPS, swa_steps=1, backend="torch")
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.multiprocess  # the DataLoader's worker processes
 def test_the_sample_recorded_twice_has_no_structural_difference(recordings):
@@ -87,3 +96,23 @@ def test_an_extra_hook_and_a_scheduler_stepped_twice_are_reported(recordings):
     result = torchscope("diff", recordings["loop"], recordings["changed"])
     assert result.returncode == 1
     assert "+ extra     sched.step StepLR.step #2" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_the_sample_on_reimpl_and_its_torch_twin_tell_the_same_story(recordings, torch_twin):
+    """Issue 15's key check: the same tree at the module, hook, optimizer,
+    scheduler and DataLoader level (the kinds both targets record)."""
+    a, b = tracer.load(recordings["a"]), tracer.load(torch_twin)
+    assert b.meta["target"] == "torch"
+    data = report(diff(a, b, ["public"]))
+    assert not data["structural"], data["changes"]
+    kinds = {k["kind"]: (k["a_count"], k["b_count"]) for k in data["kinds"]}
+    for kind in ("module.forward", "module.backward", "optim.step", "optim.zero_grad",
+                 "sched.step", "data.next", "data.fetch", "data.collate"):  # fmt: skip
+        assert kinds[kind][0] == kinds[kind][1] > 0, kind
+    assert data["counts"]["aligned"] == data["a"]["aligned_spans"] == data["b"]["aligned_spans"]
+    result = torchscope("diff", recordings["a"], torch_twin, "--kinds", "public")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # comparing every kind, the note says how to compare what both targets see
+    assert any("--kinds public" in note for note in diff(a, b).notes)

@@ -3,24 +3,29 @@
 It is attached to the last autograd node of the module's forward, so for a
 module of several operations its ``grad_input`` is not the gradient of the
 module's inputs. ``torchscope record --check`` names it: deprecated-backward-hook.
+On torch itself: ``torchscope record --check --target torch
+samples/bugs/deprecated_backward_hook.py --backend torch``.
 """
 
 from __future__ import annotations
 
+import argparse
 import warnings
+from typing import Any
 
 import torch
 
-from reimpl import nn
+from samples.train_step import backend_namespace
 
 
-def report(module: nn.Module, grad_input: tuple, grad_output: tuple) -> None:
+def report(module: Any, grad_input: tuple, grad_output: tuple) -> None:
     """What a user meant to log: the gradient flowing into the block."""
     print(f"{type(module).__name__}: grad_input shapes {[tuple(g.shape) for g in grad_input]}")
 
 
-def main() -> None:
+def main(backend: str = "reimpl") -> None:
     """One backward through a two-operation block with the old-style hook."""
+    nn = backend_namespace(backend).nn
     torch.manual_seed(0)
     block = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
     with warnings.catch_warnings():
@@ -30,4 +35,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=["reimpl", "torch"], default="reimpl")
+    main(backend=parser.parse_args().backend)

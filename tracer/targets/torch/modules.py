@@ -20,10 +20,11 @@ Order inside torch's ``_call_impl``: global pre-hooks run before the module's
 own, so the span opens first; but global forward hooks run *before* the
 module's own, so when the module has forward hooks of its own the span stays
 open and the last of them closes it (its result is the module's result).
-A module's hooks are wrapped when its tree is first seen and when a call
-finds one unwrapped; torch builds the list of pre-hooks before calling ours,
-so a pre-hook registered on a module after its tree was first seen is
-recorded from that module's next call on.
+A module's hooks are wrapped as they are registered (``Module.register_*_hook``
+wrapped for the run), and, for hooks registered before the recording started,
+when the module's tree is first seen; torch reads a module's pre-hooks and
+backward hooks before calling ours, so those of a root registered before
+the recording are recorded from the root's second call on.
 """
 
 from __future__ import annotations
@@ -231,6 +232,26 @@ def _traced_train(train: Any) -> Any:
     return functools.wraps(train)(wrapper)
 
 
+def _wrapping_register(register: Any) -> Any:
+    """A ``register_*_hook`` method that wraps the hook it registers, in place."""
+
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        handle = register(self, *args, **kwargs)
+        _wrap_module(self)
+        return handle
+
+    return functools.wraps(register)(wrapper)
+
+
+REGISTER_METHODS = (
+    "register_forward_pre_hook",
+    "register_forward_hook",
+    "register_full_backward_pre_hook",
+    "register_full_backward_hook",
+    "register_backward_hook",
+)
+
+
 def _structure_changed(*_: Any) -> None:
     rm._structure_changed()
 
@@ -251,3 +272,5 @@ def install(patches: Patches, options: Options) -> None:
     patches.on_detach(handle.remove)
     _options[0] = options
     patches.wrap(torch.nn.Module, "train", _traced_train)
+    for name in REGISTER_METHODS:
+        patches.wrap(torch.nn.Module, name, _wrapping_register)

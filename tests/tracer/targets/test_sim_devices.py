@@ -137,3 +137,14 @@ def test_a_module_on_another_device_is_refused_as_torch_words_it():
         net = torch.nn.DataParallel(nn.Linear(2, 2), device_ids=[1, 0])
         with pytest.raises(RuntimeError, match=r"on device sim:1 \(device_ids\[0\]\)"):
             net(torch.randn(2, 2))
+
+
+def test_device_count_answers_the_simulated_count_only_when_asked():
+    assert torch.cuda.device_count() == 0 and not torch.cuda.is_available()
+    original = torch.cuda.device_count
+    with SimDevices(2):
+        assert torch.cuda.device_count() == 0
+    with SimDevices(3, device_count=True) as sim:
+        assert torch.cuda.device_count() == 3 and not torch.cuda.is_available()
+        assert sim.meta()["sim_device_count"] == "3"
+    assert torch.cuda.device_count is original

@@ -120,3 +120,43 @@ def test_real_gpus_record_one_lane_per_replica_thread_and_device(tmp_path):
     assert len(lanes) == torch.cuda.device_count() == len(replicas)
     named = {(trace.threads[k].name, trace.threads[k].device) for k in lanes}
     assert named == {(f"replica {i}", f"cuda:{i}") for i in range(len(replicas))}
+
+
+TUTORIAL = """
+import torch
+from torch import nn
+
+device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+model = nn.Linear(5, 2)
+if torch.cuda.device_count() > 1:
+    model = nn.DataParallel(model)
+model.to(device)
+out = model(torch.randn(30, 5).to(device))
+print(type(model).__name__, tuple(out.shape))
+"""
+
+
+def test_a_device_count_guard_needs_sim_device_count(tmp_path):
+    """PyTorch's DataParallel tutorial wraps the model only when device_count() > 1."""
+    script = tmp_path / "tutorial.py"
+    script.write_text(TUTORIAL)
+    out = str(tmp_path / "t.tsdb")
+    plain = torchscope("record", "--target", "torch", "--sim-devices", "2", "-o", out, str(script))
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.strip() == "Linear (30, 2)"
+    assert "the program made no torch.nn.DataParallel" in plain.stderr
+    assert "--sim-device-count" in plain.stderr
+    counted = torchscope(
+        "record", "--target", "torch", "--sim-devices", "2", "--sim-device-count", "-o", out,
+        str(script),
+    )  # fmt: skip
+    assert counted.returncode == 0, counted.stderr
+    assert counted.stdout.strip() == "DataParallel (30, 2)"
+    assert "torch.cuda.device_count() answers 2" in counted.stderr
+    assert "1 torch.nn.DataParallel object(s)" in counted.stderr
+    trace = tracer.load(out)
+    assert trace.meta["sim_device_count"] == "2"
+    assert {(t.name, t.device) for t in trace.threads} >= {
+        ("replica 0", "sim:0"),
+        ("replica 1", "sim:1"),
+    }

@@ -19,11 +19,15 @@ torch module's forward entry and exit (torch's global module forward hooks,
 a public seam) and at every ``print``, as reimpl's ``lockstep()`` does for
 reimpl modules, so a race between replicas reproduces on every run.
 
-What the program sees, and why: ``torch.cuda`` is left alone
+What the program sees, and why: ``torch.cuda`` is left alone by default
 (``is_available()`` is False, ``device_count()`` is 0), because torch itself
-consults it (``fork_rng``, ``get_current_device_index``) and would then touch
-CUDA; a program that wraps its model only when ``device_count() > 1`` keeps
-its plain model, and the end-of-run line says no DataParallel was made. A
+consults ``device_count()`` (``fork_rng`` then initialises every CUDA device,
+``get_current_device_index`` asks for the current one) and would fail on a
+CPU machine; a program that wraps its model only when ``device_count() > 1``
+keeps its plain model, and the end-of-run line says no DataParallel was made.
+``device_count=True`` (``--sim-device-count``) makes ``device_count()`` answer
+N for the run anyway (``is_available()`` stays False, so such a program still
+picks the CPU): PyTorch's own DataParallel tutorial then runs unchanged. A
 simulated tensor's ``.device`` is ``cpu`` on every simulated device (torch has
 no device type to name ``sim:k``), so code that keys state by
 ``tensor.device`` sees one device; ``.cuda()``/``.to("cuda")`` fail as on any
@@ -220,14 +224,17 @@ class SimDevices:
     ``install()`` puts the simulated class in place of torch's, ``restore()``
     puts torch's own objects back (the same objects: identity is checked by
     the tests). ``made`` counts the DataParallel objects (and ``data_parallel``
-    calls) the program made while installed.
+    calls) the program made while installed. With ``device_count``,
+    ``torch.cuda.device_count()`` answers ``n`` for the run (opt-in: see the
+    module's docstring).
     """
 
-    def __init__(self, n: int, lockstep: bool = True) -> None:
+    def __init__(self, n: int, lockstep: bool = True, device_count: bool = False) -> None:
         if n < 1:
             raise ValueError(f"--sim-devices needs at least 1 device, got {n}")
         self.n = n
         self.lockstep = lockstep
+        self.device_count = device_count
         self.made = 0
         self._saved: list[tuple[Any, str, Any]] = []
 
@@ -240,9 +247,10 @@ class SimDevices:
         """The line a run prints on stderr: what is simulated, how ids map."""
         ids = ", ".join(f"{k} -> {d}" for k, d in enumerate(self.devices))
         mode = "lockstep" if self.lockstep else "free-running threads"
+        count = f"; torch.cuda.device_count() answers {self.n}" if self.device_count else ""
         return (
             f"simulating {self.n} device(s) on the CPU for torch.nn.DataParallel "
-            f"({ids}; {mode}): {', '.join(self.devices)} are simulated, not GPUs"
+            f"({ids}; {mode}{count}): {', '.join(self.devices)} are simulated, not GPUs"
         )
 
     def summary(self) -> str:
@@ -252,10 +260,12 @@ class SimDevices:
                 f"{self.made} torch.nn.DataParallel object(s)/data_parallel call(s) ran on "
                 f"simulated devices {', '.join(self.devices)}"
             )
+        if self.device_count:
+            return f"--sim-devices {self.n}: the program made no torch.nn.DataParallel"
         return (
             f"--sim-devices {self.n}: the program made no torch.nn.DataParallel (torch.cuda "
             "still reports no GPU: a `torch.cuda.device_count() > 1` guard keeps the plain "
-            "model; see docs/sim-devices.md)"
+            "model; --sim-device-count makes it answer the simulated count, docs/sim-devices.md)"
         )
 
     def meta(self) -> dict[str, str]:
@@ -263,6 +273,7 @@ class SimDevices:
         return {
             "sim_devices": ",".join(self.devices),
             "sim_lockstep": "yes" if self.lockstep else "no",
+            "sim_device_count": str(self.n) if self.device_count else "no",
         }
 
     def install(self) -> SimDevices:
@@ -270,8 +281,11 @@ class SimDevices:
         global _active
         if _active is not None:
             raise RuntimeError("simulated devices are installed already (one run at a time)")
-        self._saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in _PATCHED]
-        for owner, name, replacement in _PATCHED:
+        patches = list(_PATCHED)
+        if self.device_count:
+            patches.append((torch.cuda, "device_count", self._device_count))
+        self._saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
+        for owner, name, replacement in patches:
             setattr(owner, name, replacement)
         _active = self
         return self
@@ -279,11 +293,15 @@ class SimDevices:
     def restore(self) -> None:
         """Puts torch's own DataParallel and data_parallel back."""
         global _active
-        for owner, name, original in self._saved:
+        for owner, name, original in reversed(self._saved):
             setattr(owner, name, original)
         self._saved = []
         if _active is self:
             _active = None
+
+    def _device_count(self) -> int:
+        """``torch.cuda.device_count()`` under ``--sim-device-count``."""
+        return self.n
 
     def __enter__(self) -> SimDevices:
         return self.install()

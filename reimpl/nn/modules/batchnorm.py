@@ -17,7 +17,13 @@ Added for torchscope: while a recorder is attached, a forward that normalises
 with batch statistics records a ``bn.forward`` instant inside its module's
 span whenever its state differs from the module's last record: the evidence
 of ``torchscope check``'s ``bn-*`` rules (train mode, grad and inference mode,
-whether the running stats move, values per channel).
+whether the running stats move, values per channel). Likewise a
+``bn.running_stats`` span around the arithmetic whenever the layer's
+running-statistics state (training flag, whether the buffers are updated, the
+factor used) differs from its last record: the factor, the training flag and
+norms of the running mean and variance before and after, never their values.
+With a fixed momentum a training loop records each layer once (and once more
+per switch to eval); with ``momentum=None`` the factor is 1/n, so every step.
 """
 
 from __future__ import annotations
@@ -41,9 +47,22 @@ from .module import Module
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm"]
 
 _EVIDENCE_FUNC = "reimpl.nn.modules.batchnorm._BatchNorm.forward"
+_STATS_FUNC = "reimpl.nn.modules.batchnorm._BatchNorm._exponential_average_factor"
+_SYNC_STATS_FUNC = "reimpl.nn.modules.batchnorm.SyncBatchNorm._exponential_average_factor"
 _recorded: dict[int, tuple] = {}
 """id(module) -> the state its last ``bn.forward`` recorded, for the current sink."""
-_recorded_for: Any = None  # a weakref to the sink ``_recorded`` belongs to
+_stats_recorded: dict[int, tuple] = {}
+"""id(module) -> the running-statistics state its last ``bn.running_stats`` recorded."""
+_recorded_for: Any = None  # a weakref to the sink both dicts belong to
+
+
+def _for_sink(sink: Any) -> None:
+    """Forgets what an earlier recording recorded: a new sink gets every state afresh."""
+    global _recorded_for
+    if _recorded_for is None or _recorded_for() is not sink:
+        _recorded.clear()
+        _stats_recorded.clear()
+        _recorded_for = weakref.ref(sink)
 
 
 def _record_evidence(module: _BatchNorm, input: Tensor, world_size: int) -> None:
@@ -60,11 +79,8 @@ def _record_evidence(module: _BatchNorm, input: Tensor, world_size: int) -> None
     SyncBatchNorm pools ranks. Recorded before the arithmetic, so a forward
     that raises keeps its evidence.
     """
-    global _recorded_for
     sink = _trace.sink
-    if _recorded_for is None or _recorded_for() is not sink:  # a new recording
-        _recorded.clear()
-        _recorded_for = weakref.ref(sink)  # type: ignore[arg-type]
+    _for_sink(sink)
     grad = torch.is_grad_enabled()
     state = (
         module.training,
@@ -93,6 +109,59 @@ def _record_evidence(module: _BatchNorm, input: Tensor, world_size: int) -> None
     sink.append(  # type: ignore[union-attr]
         (sink.next_id(), 0, get_ident(), t, t, "bn.forward", "batch_norm", _EVIDENCE_FUNC, attrs)  # type: ignore[union-attr]
     )
+
+
+def _stats_summary(module: _NormBase, when: str) -> dict:
+    """Norms of the running buffers and the batch count: a few numbers, never the values."""
+    mean, var, count = module.running_mean, module.running_var, module.num_batches_tracked
+    return {
+        f"mean_norm_{when}": None if mean is None else float(mean.norm()),
+        f"var_norm_{when}": None if var is None else float(var.norm()),
+        f"batches_{when}": None if count is None else int(count),
+    }
+
+
+def _running_stats_begin(module: _BatchNorm, factor: float, bn_training: bool) -> tuple | None:
+    """Opens a ``bn.running_stats`` record (traced only) when the layer's running-stats
+    state differs from its last record; None (nothing to record) otherwise.
+
+    Called after ``_exponential_average_factor`` counted this batch, so
+    ``batches_before`` is the count before it. The running buffers move when the
+    forward normalises with batch statistics and passes them to the kernel.
+    """
+    # The steady case first, cheap: plain attributes (no buffer lookups through
+    # Module.__getattr__), one dict get, one tuple compare, one weakref call.
+    state = (module.training, bn_training, module.track_running_stats, factor)
+    if _stats_recorded.get(id(module)) == state and _recorded_for() is _trace.sink:
+        return None
+    sink = _trace.sink
+    _for_sink(sink)
+    _stats_recorded[id(module)] = state
+    updates = (
+        bn_training
+        and module.training
+        and module.track_running_stats
+        and module.running_mean is not None
+    )
+    attrs = {
+        "training": module.training,
+        "updated": updates,
+        "factor": factor if updates else None,
+        "momentum": module.momentum,
+        **_stats_summary(module, "before"),
+    }
+    if updates and attrs["batches_before"] is not None:
+        attrs["batches_before"] -= 1  # the factor's side effect already counted this batch
+    func = _SYNC_STATS_FUNC if isinstance(module, SyncBatchNorm) else _STATS_FUNC
+    return sink, sink.next_id(), perf_counter_ns(), func, attrs  # type: ignore[union-attr]
+
+
+def _running_stats_end(module: _BatchNorm, begun: tuple) -> None:
+    """Closes the record ``_running_stats_begin`` opened, with the statistics after."""
+    sink, sid, t0, func, attrs = begun
+    t1 = perf_counter_ns()
+    attrs.update(_stats_summary(module, "after"))
+    sink.append((sid, 0, get_ident(), t0, t1, "bn.running_stats", "running_stats", func, attrs))
 
 
 @mirrors("torch.nn.modules.batchnorm._NormBase")
@@ -268,11 +337,14 @@ class _BatchNorm(_NormBase):
         self._check_input_dim(input)
         exponential_average_factor = self._exponential_average_factor()
         bn_training = self._bn_training()
-        if bn_training and _trace.sink is not None:  # torchscope: see the module docstring
-            _record_evidence(self, input, 1)
+        begun = None
+        if _trace.sink is not None:  # torchscope: see the module docstring
+            if bn_training:
+                _record_evidence(self, input, 1)
+            begun = _running_stats_begin(self, exponential_average_factor, bn_training)
         # Buffers are passed only when they are to be updated (training and
         # tracked) or read (eval): passing None keeps F.batch_norm off them.
-        return F.batch_norm(
+        out = F.batch_norm(
             input,
             self.running_mean if not self.training or self.track_running_stats else None,
             self.running_var if not self.training or self.track_running_stats else None,
@@ -282,6 +354,9 @@ class _BatchNorm(_NormBase):
             exponential_average_factor,
             self.eps,
         )
+        if begun is not None:
+            _running_stats_end(self, begun)
+        return out
 
 
 @mirrors("torch.nn.modules.batchnorm.BatchNorm1d")
@@ -394,12 +469,15 @@ class SyncBatchNorm(_BatchNorm):
                 process_group = self.process_group
             world_size = torch.distributed.get_world_size(process_group)
             need_sync = world_size > 1
-        if bn_training and _trace.sink is not None:  # torchscope: see the module docstring
-            _record_evidence(self, input, world_size if need_sync else 1)
+        begun = None
+        if _trace.sink is not None:  # torchscope: see the module docstring
+            if bn_training:
+                _record_evidence(self, input, world_size if need_sync else 1)
+            begun = _running_stats_begin(self, exponential_average_factor, bn_training)
 
         # fallback to framework BN when synchronization is not necessary
         if not need_sync:
-            return F.batch_norm(
+            out = F.batch_norm(
                 input,
                 running_mean,
                 running_var,
@@ -409,19 +487,23 @@ class SyncBatchNorm(_BatchNorm):
                 exponential_average_factor,
                 self.eps,
             )
-        if not bn_training:
-            raise AssertionError("bn_training must be True")
-        return sync_batch_norm.apply(
-            input,
-            self.weight,
-            self.bias,
-            running_mean,
-            running_var,
-            self.eps,
-            exponential_average_factor,
-            process_group,
-            world_size,
-        )
+        else:
+            if not bn_training:
+                raise AssertionError("bn_training must be True")
+            out = sync_batch_norm.apply(
+                input,
+                self.weight,
+                self.bias,
+                running_mean,
+                running_var,
+                self.eps,
+                exponential_average_factor,
+                process_group,
+                world_size,
+            )
+        if begun is not None:
+            _running_stats_end(self, begun)
+        return out
 
     @classmethod
     @mirrors("torch.nn.modules.batchnorm.SyncBatchNorm.convert_sync_batchnorm")

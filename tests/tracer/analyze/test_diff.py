@@ -201,3 +201,23 @@ def test_kinds_left_out_are_transparent_their_children_rise(tmp_path):
     }
     only = report(diff(a, b, ["module.*"]))
     assert not only["structural"] and only["counts"]["aligned"] == 6
+
+
+def test_node_table_finds_every_key_through_collisions():
+    """The open-addressing table, small enough that probes collide: the second
+    trace finds the first one's nodes, and a repeated name is a new occurrence."""
+    import numpy as np
+
+    from tracer.analyze.diff import assign_nodes
+
+    n = 40
+    names = np.array([*range(n - 1), 5], dtype=np.int64)  # name 5 twice
+    args = (np.arange(n), np.full(n, -1), np.ones(n, dtype=bool), np.full(n, -2),
+            np.zeros(n, dtype=np.int64), names)  # fmt: skip
+    slots = np.full((128, 5), -1, dtype=np.int64)
+    tables = [np.empty(2 * n, dtype=np.int64) for _ in range(4)]
+    first, count = assign_nodes(*args, slots, *tables, 0)
+    assert count == n and first.tolist() == list(range(n))
+    assert tables[3][n - 1] == 1 and tables[2][n - 1] == 5  # the second name 5
+    second, count = assign_nodes(*args, slots, *tables, count)
+    assert count == n and second.tolist() == first.tolist()

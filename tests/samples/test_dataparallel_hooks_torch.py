@@ -91,3 +91,35 @@ def test_buggy_fails_20_runs_out_of_20_under_the_torch_target(tmp_path):
     shared = [f for f in findings if f.rule == "shared-hook-state"]
     # one finding per hook object; 20 models, two hooks each
     assert len(shared) == 40
+
+
+def _story(trace: tracer.Trace) -> list[tuple]:
+    """What check says, without identities: rule, module, devices, state rebound, op."""
+    findings, _ = check(trace)
+    return sorted(
+        (
+            f.rule,
+            f.details.get("module"),
+            tuple(f.details.get("devices") or ()),
+            tuple(f.details.get("rebound", ())),
+            f.details.get("op"),
+        )
+        for f in findings
+    )
+
+
+@pytest.mark.parametrize("variant", ["buggy", "print", "fixed"])
+def test_check_tells_the_same_story_as_on_the_reimpl_sample(tmp_path, variant):
+    with tracer.record(str(tmp_path / "reimpl.tsdb")):
+        try:
+            reimpl_sample.run(variant, use_lockstep=True)
+        except RuntimeError:
+            pass
+    with tracer.record(str(tmp_path / "torch.tsdb"), target="torch"), SimDevices(2):
+        try:
+            sample.run(variant)
+        except RuntimeError:
+            pass
+    twin = _story(tracer.load(str(tmp_path / "reimpl.tsdb")))
+    assert _story(tracer.load(str(tmp_path / "torch.tsdb"))) == twin
+    assert bool(twin) == (variant != "fixed")

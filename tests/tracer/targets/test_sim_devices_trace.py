@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = str(ROOT / "samples" / "dataparallel_hooks_torch.py")
 
 
-def _record(path: Path, variant: str) -> tracer.Trace:
+def _record(path: Path, variant: str, lockstep: bool = True) -> tracer.Trace:
     """One run of ``variant`` recorded on two simulated devices; the loaded trace."""
-    with tracer.record(str(path), target="torch"), SimDevices(2):
+    with tracer.record(str(path), target="torch"), SimDevices(2, lockstep=lockstep):
         try:
             sample.run(variant)
         except RuntimeError:
@@ -51,6 +51,14 @@ def test_buggy_variant_is_flagged_with_both_hooks_and_the_failing_read(tmp_path)
     (cross,) = rules["cross-device"]
     assert cross.details["op"] == "cat" and cross.details["devices"] == ["sim:0", "sim:1"]
     assert cross.details["producer"] == "samples.dataparallel_hooks_torch.Hook.hook_fn"
+
+
+def test_free_running_threads_are_flagged_whether_or_not_the_race_raised(tmp_path):
+    """Without lockstep the replicas interleave as the interpreter switches them:
+    the read may or may not cross devices, but both replicas rebind the hook's state."""
+    for k in range(3):
+        rules = _rules(_record(tmp_path / f"free{k}.tsdb", "buggy", lockstep=False))
+        assert len(rules["shared-hook-state"]) == 2
 
 
 def test_print_variant_is_flagged_as_a_mutation_during_iteration(tmp_path):

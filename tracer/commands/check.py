@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tracer import progress
 from tracer.commands.reporting import load_reporting
 from tracer.file.errors import one_line
 
@@ -18,7 +19,8 @@ def run(ns: argparse.Namespace) -> int:
 
     trace = load_reporting(ns.file)
     try:
-        findings, not_stored = check(trace, ns.rule)
+        with progress.shown():
+            findings, not_stored = check(trace, ns.rule)
     except ValueError as exc:  # an unknown rule id
         print(f"torchscope check: {exc}", file=sys.stderr)
         return 2

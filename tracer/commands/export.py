@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from tracer import progress
 from tracer.commands.reporting import load_reporting
 
 ORDER = 70  # place in --help
@@ -17,7 +18,9 @@ def run(ns: argparse.Namespace) -> int:
 
     module, ext = (export_jsonl, ".jsonl") if ns.format == "jsonl" else (export_chrome, ".json")
     output = ns.output or os.path.splitext(ns.file)[0] + ext
-    count = module.export(load_reporting(ns.file), output)
+    trace = load_reporting(ns.file)
+    with progress.shown():
+        count = module.export(trace, output)
     if ns.format == "jsonl":
         print(f"wrote {count:,} spans to {output} (one JSON object per line)")
     else:

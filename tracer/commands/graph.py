@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from tracer import progress
 from tracer.commands.reporting import load_reporting
 
 ORDER = 80  # place in --help
@@ -25,18 +26,21 @@ def run(ns: argparse.Namespace) -> int:
         print("torchscope graph: --cluster applies to --kind calls only", file=sys.stderr)
         return 2
     output = ns.output or f"{os.path.splitext(ns.file)[0]}-{ns.kind}.svg"
-    graph = graphs.build(
-        load_reporting(ns.file),
-        ns.kind,
-        step=ns.step,
-        thread=ns.thread,
-        process=ns.process,
-        top=ns.top,
-        min_time_ns=min_ns,
-        cluster=ns.cluster,
-        include_imports=ns.include_imports,
-    )
-    result = graphs.draw(graph, output)
+    trace = load_reporting(ns.file)
+    with progress.shown(), progress.task(f"building the {ns.kind} graph"):
+        graph = graphs.build(
+            trace,
+            ns.kind,
+            step=ns.step,
+            thread=ns.thread,
+            process=ns.process,
+            top=ns.top,
+            min_time_ns=min_ns,
+            cluster=ns.cluster,
+            include_imports=ns.include_imports,
+        )
+    with progress.shown(), progress.task(f"drawing {os.path.basename(output)} with dot"):
+        result = graphs.draw(graph, output)
     for warning in result.warnings:
         print(f"dot: {warning}", file=sys.stderr)
     note = graph.graph.get("note", "")

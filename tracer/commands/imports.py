@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from tracer import progress
+
 ORDER = 40  # place in --help
 
 
@@ -13,9 +15,14 @@ def run(ns: argparse.Namespace) -> int:
     from tracer.recording.imports import render_imports, run_imports
 
     output = ns.output or f"imports_{ns.module.replace('.', '_')}.tsdb"
-    code = run_imports(ns.module, output, deep=ns.deep, depth=ns.depth)
-    if os.path.exists(output):
-        print(render_imports(output, top=ns.top))
+    what = f"recording import {ns.module}" + (" with every Python call (--deep)" if ns.deep else "")
+    with progress.shown(), progress.task(what):
+        code = run_imports(ns.module, output, deep=ns.deep, depth=ns.depth)
+    if not os.path.exists(output):
+        return code
+    with progress.shown(), progress.task("summarising the imports"):
+        report = render_imports(output, top=ns.top)
+    print(report)
     return code
 
 

@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from tracer import progress
 from tracer.commands.reporting import load_reporting
 from tracer.file.errors import one_line
 
@@ -61,7 +62,9 @@ def run(ns: argparse.Namespace) -> int:
     from tracer.analyze.query import QueryError, connect
     from tracer.analyze.query import run as run_query
 
-    con = connect(load_reporting(ns.file))
+    trace = load_reporting(ns.file)
+    with progress.shown(), progress.task("building the SQL tables"):
+        con = connect(trace)
     try:
         columns, rows = run_query(con, ns.sql)
     except QueryError as exc:

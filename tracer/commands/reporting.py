@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from tracer import progress
 from tracer.file.errors import one_line
 
 
@@ -12,7 +13,8 @@ def load_reporting(path: str):  # -> Trace; tracer.file.trace imports numba: kee
     so every command says when what it shows is not the whole recording."""
     from tracer.file.trace import load
 
-    trace = load(path)
+    with progress.shown():
+        trace = load(path)
     for warning in trace.warnings:
         print(one_line(f"torchscope: warning: {path}: {warning}"), file=sys.stderr)
     return trace

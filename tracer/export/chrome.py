@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from tracer import progress
 from tracer.analyze.lanes import thread_names
 from tracer.file.output import atomic_output
 from tracer.file.trace import Trace
@@ -189,7 +190,7 @@ def write(trace: Trace, out: TextIO) -> int:
     count = 0
     out.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
     encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
-    for ev in events(trace):
+    for ev in progress.track(events(trace), "writing Chrome events", total=trace.n):
         if count:
             out.write(",\n")
         out.write(encode(ev))

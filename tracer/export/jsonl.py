@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from tracer import progress
 from tracer.file.output import atomic_output
 from tracer.file.trace import Trace
 
@@ -45,7 +46,7 @@ def rows(trace: Trace) -> Iterator[dict[str, Any]]:
 def write(trace: Trace, out: TextIO) -> int:
     """Writes every span as one JSON line; returns the number of lines."""
     count = 0
-    for item in rows(trace):
+    for item in progress.track(rows(trace), "writing JSON lines", total=trace.n):
         out.write(json.dumps(item, default=str, separators=(",", ":")))
         out.write("\n")
         count += 1

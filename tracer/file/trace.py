@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tracer import progress
 from tracer.analyze import aggregate
 from tracer.file import tables
 from tracer.file.blocks import Block, BlockError, Context, decode
@@ -119,7 +120,10 @@ class Trace:
         ctx = self._context()
         blocks: list[Block] = []
         seen: dict[int, set[int]] = {}
-        for rowid, row, crc in self._iter_blocks(conn):
+        stored = sum(p.blocks for p in self.processes)
+        for rowid, row, crc in progress.track(
+            self._iter_blocks(conn), "loading trace blocks", total=stored or None
+        ):
             try:
                 block = decode(row, crc, ctx)
             except BlockError as exc:
@@ -144,7 +148,8 @@ class Trace:
                     f"missing{numbers}; their spans are left out"
                 )
         blocks.sort(key=lambda b: (b.part, b.seq))  # write order within each part
-        self._assemble(blocks)
+        with progress.task("rebuilding call trees"):
+            self._assemble(blocks)
 
     def _assemble(self, blocks: list[Block]) -> None:
         def cat(get, dtype) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tracer import progress
 from tracer.file.trace import Trace
 
 SEVERITIES = ("info", "warning", "error")
@@ -83,7 +84,7 @@ def run_rules(trace: Trace, rule_ids: Iterable[str] | None = None) -> list[Findi
     if unknown:
         raise ValueError(f"unknown rule {unknown[0]!r}; the rules are: {', '.join(RULES)}")
     findings: list[Finding] = []
-    for rule_id in chosen:
+    for rule_id in progress.track(chosen, "running the rules", total=len(chosen)):
         findings.extend(RULES[rule_id].run(trace))
     return findings
 

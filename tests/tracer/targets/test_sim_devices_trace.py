@@ -118,6 +118,9 @@ def test_record_command_refuses_sim_devices_without_the_torch_target(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 or more CUDA devices")
 def test_real_gpus_record_one_lane_per_replica_thread_and_device(tmp_path):
+    """The same program on real GPUs (no --sim-devices): one lane per replica
+    thread, named for its device, and the buggy variant's hook evidence."""
+    n = min(torch.cuda.device_count(), 4)  # a batch of 4 makes at most 4 replicas
     path = str(tmp_path / "gpus.tsdb")
     with tracer.record(path, target="torch"):
         out, _, _ = sample.run("fixed")  # the program as written: .cuda() and nn.DataParallel
@@ -125,9 +128,23 @@ def test_real_gpus_record_one_lane_per_replica_thread_and_device(tmp_path):
     trace = tracer.load(path)
     replicas = [r for r in range(trace.n) if trace.kind_of(r) == "dp.replica"]
     lanes = {int(trace.thread[r]) for r in replicas}
-    assert len(lanes) == torch.cuda.device_count() == len(replicas)
+    assert len(lanes) == len(replicas) == n
     named = {(trace.threads[k].name, trace.threads[k].device) for k in lanes}
-    assert named == {(f"replica {i}", f"cuda:{i}") for i in range(len(replicas))}
+    assert named == {(f"replica {i}", f"cuda:{i}") for i in range(n)}
+    assert _rules(trace) == {}
+    buggy = _record_gpus(tmp_path / "buggy.tsdb")
+    for f in _rules(buggy)["shared-hook-state"]:
+        assert f.details["devices"] == [f"cuda:{i}" for i in range(n)]
+
+
+def _record_gpus(path: Path) -> tracer.Trace:
+    """The buggy variant on the real GPUs: the race raises only sometimes."""
+    with tracer.record(str(path), target="torch"):
+        try:
+            sample.run("buggy")
+        except RuntimeError:
+            pass
+    return tracer.load(str(path))
 
 
 TUTORIAL = """

@@ -31,9 +31,15 @@ GRACE_S = 1.0
 EXIT_CODE = 128 + signal.SIGTERM
 
 
-def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM becomes SystemExit, so ``finally`` blocks run and the trace closes."""
-    raise SystemExit(128 + signum)
+def _sigterm_to_exit(recorder: Any) -> Callable[[int, FrameType | None], None]:
+    """SIGTERM becomes SystemExit, so ``finally`` blocks run and the trace closes;
+    not once the recorder is closing the trace (that would cut its last flush)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if recorder.active and not recorder._stopping.locked():
+            raise SystemExit(128 + signum)
+
+    return handler
 
 
 def _watch(read_fd: int, recorder: Any, done: threading.Event) -> None:
@@ -69,7 +75,7 @@ def install(recorder: Any) -> Callable[[], None]:
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit(recorder))
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)

@@ -1,0 +1,109 @@
+"""tracer/distributed/clock.py: two "hosts" with clocks seconds apart line up after merging.
+
+Each of two spawned ranks records its own part file, as two hosts would;
+rank 1's clock is shifted by ``TORCHSCOPE_CLOCK_SKEW_NS`` (every time it
+records, and the clock exchange itself). After merging, every matched
+collective overlaps across the ranks within the estimated error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections import defaultdict
+from datetime import timedelta
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import tracer
+from reimpl import _trace
+from tracer.distributed.merge import merge
+
+SKEW_NS = 7_000_000_000  # rank 1's "host" runs 7 s ahead
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _host(rank: int, port: int, out_dir: str) -> None:
+    from reimpl.nn.modules.batchnorm import SyncBatchNorm
+
+    os.environ["TORCHSCOPE_CLOCK_SKEW_NS"] = str(SKEW_NS * rank)
+    with tracer.record(os.path.join(out_dir, f"host{rank}.tsdb"), flush_interval=0.2):
+        dist.init_process_group(
+            "gloo",
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank,
+            world_size=2,
+            timeout=timedelta(seconds=60),
+        )
+        bn = SyncBatchNorm(3)
+        for step in range(2):
+            with _trace.span("step", f"step {step}"):
+                bn(torch.randn(4, 3, requires_grad=True)).sum().backward()
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_hosts(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hosts")
+    mp.spawn(_host, args=(_free_port(), str(out)), nprocs=2, join=True)
+    return out
+
+
+def _clock(path):
+    t = tracer.load(str(path))
+    return next(s["payload"] for s in t.snapshots if s["kind"] == "clock")
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_the_estimate_finds_the_injected_offset(two_hosts):
+    estimate = _clock(two_hosts / "host1.tsdb")
+    # rank 0's time = rank 1's time + offset: the offset undoes the skew
+    assert abs(estimate["offset_ns"] + SKEW_NS) <= estimate["error_ns"]
+    assert estimate["rounds"] >= 3 and estimate["error_ns"] < 1e9
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_matched_collectives_overlap_within_the_error_after_merging(two_hosts):
+    out = two_hosts / "merged.tsdb"
+    result = merge(str(out), [str(two_hosts / "host0.tsdb"), str(two_hosts / "host1.tsdb")])
+    error = max(i["error_ns"] for i in result.report["inputs"])
+    shifts = [i["shift_ns"] for i in result.report["inputs"]]
+    assert shifts[0] == 0 and abs(shifts[1] + SKEW_NS) <= error
+    t = tracer.load(str(out))
+    assert json.loads(t.meta["merge"])["inputs"][1]["error_ns"] == error
+    points = defaultdict(list)
+    for row in range(t.n):
+        if t.kind_of(row).startswith("collective."):
+            a = t.attrs(row)
+            points[(a["group"], a["seq"])].append(row)
+    assert len(points) == 4 and all(len(rows) == 2 for rows in points.values())
+    for rows in points.values():
+        # no rank leaves a collective before the last one entered it
+        last_in = max(t.start_ns[r] for r in rows)
+        first_out = min(t.end_ns[r] for r in rows)
+        assert last_in <= first_out + error
+    # the whole second part moved: its run starts within a second of the first's
+    starts = {p.part: p.start_ns for p in t.processes}
+    assert abs(starts[1] - starts[2]) < 1e9 < SKEW_NS
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_a_host_whose_part_is_missing_is_named(two_hosts):
+    result = merge(str(two_hosts / "only0.tsdb"), [str(two_hosts / "host0.tsdb")])
+    assert result.report["world_size"] == 2 and result.report["missing"] == [1]
+    t = tracer.load(str(two_hosts / "only0.tsdb"))
+    rows = [r for r in range(t.n) if t.kind_of(r).startswith("collective.")]
+    assert rows and all(t.attrs(r)["missing"] == [1] for r in rows)
+    assert json.loads(t.meta["merge"])["incomplete_count"] == len(rows)

@@ -1,0 +1,68 @@
+"""tracer/distributed/merge.py: a rank killed mid-run.
+
+Three gloo ranks under ``record --nproc-per-node 3``; rank 2 is SIGKILLed
+after its second collective. The merge keeps every part, names rank 2 and
+the last collective it reached, and the survivors' parts hold everything
+they did up to the collective the dead rank never joined.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import tracer
+
+PROGRAM = """
+    import os, signal
+    from datetime import timedelta
+    import torch, torch.distributed as dist
+    from reimpl import _trace
+    from reimpl._collectives import collective
+
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    rank = dist.get_rank()
+    t = torch.ones(4)
+    for step in range(3):
+        with _trace.span("step", f"step {step}"):
+            collective("all_reduce", lambda: dist.all_reduce(t), [t])
+        if rank == 2 and step == 1:
+            _trace.sink.flush()  # what a periodic flush would have written by now
+            os.kill(os.getpid(), signal.SIGKILL)
+    dist.destroy_process_group()
+"""
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_a_killed_rank_is_named_with_its_last_collective(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(PROGRAM))
+    out = tmp_path / "run.tsdb"
+    command = [
+        sys.executable, "-m", "tracer.cli", "record", "--nproc-per-node", "3",
+        "--monitor-interval", "0.1", "-o", str(out), str(script),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0  # the launch failed, as it should
+    assert "rank 2 stopped early" in done.stderr, done.stderr[-3000:]
+    t = tracer.load(str(out))
+    report = json.loads(t.meta["merge"])
+    assert report["ranks"] == [0, 1, 2] and report["world_size"] == 3
+    stopped = {s["rank"]: s for s in report["stopped_early"]}
+    assert stopped[2]["status"].startswith("died")
+    assert stopped[2]["last"]["seq"] == 1 and stopped[2]["last"]["op"] == "all_reduce"
+    assert report["last_collective"]["2"]["seq"] == 1
+    # the point rank 2 never reached is named, with who was missing
+    assert [(p["seq"], p["missing"]) for p in report["incomplete"]] == [(2, [2])]
+    parts = {p.role_index: p for p in t.processes if p.role == "rank"}
+    for rank in (0, 1):  # the survivors: every step, every collective, the cut one too
+        rows = [r for r in range(t.n) if t.part[r] == parts[rank].part]
+        steps = sorted(t.name_of(r) for r in rows if t.kind_of(r) == "step")
+        seqs = sorted(t.attrs(r)["seq"] for r in rows if t.kind_of(r).startswith("collective."))
+        assert steps == ["step 0", "step 1", "step 2"] and seqs == [0, 1, 2]
+        assert parts[rank].status != "ok"  # they ended with an error or SIGTERM

@@ -1,0 +1,277 @@
+"""``torchscope merge``: the part files of a distributed run become one trace.
+
+Two streaming passes over the inputs, one block in memory at a time:
+
+1. every ``collective.*`` span is read (rank, group, seq, times shifted onto
+   rank 0's timeline) and matched across ranks (``matching.py``);
+2. every part is copied through the ordinary writer (``StoreWriter``: run
+   ids, checksums, format 2), one lane per rank as it was recorded, with its
+   times shifted by its host's clock offset (``clock.py``), its strings
+   re-interned, and each collective span given its wait for the slowest
+   rank, its peers and who was missing.
+
+The run's summary (inputs and their clock shifts with the error bound, world
+size, missing ranks, ranks that stopped early with the last collective each
+reached, incomplete collectives) is stored as JSON in the ``merge`` meta key
+and returned. Findings stay behind: run ``torchscope check`` on the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tracer.distributed.matching import Arrival, Matches, arrivals, match
+from tracer.distributed.parts import PartFile, open_part_file, thread_index
+from tracer.file.blocks import Block
+from tracer.file.errors import TraceError
+from tracer.file.store import Batch, StoreWriter
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+_NEVER_CLOSED = "died (never closed its part: killed, crashed, or still running)"
+
+
+@dataclass
+class MergeResult:
+    """What the merge found; ``report`` is also stored in the trace's ``merge`` meta."""
+
+    output: str
+    spans: int
+    report: dict
+    warnings: list[str]
+
+
+def _rank_of(pf: PartFile, part: int) -> int | None:
+    return pf.ranks.get(part)
+
+
+def _world_size(inputs: list[PartFile], found: list[Arrival]) -> int | None:
+    sizes = [
+        s["payload"]["world_size"]
+        for pf in inputs
+        for s in pf.snapshots
+        if s["kind"] == "rank" and isinstance(s["payload"].get("world_size"), int)
+    ]
+    sizes += [a.world_size for a in found if a.group == "world" and a.world_size]
+    return max(sizes) if sizes else None
+
+
+def _scan(inputs: list[PartFile], progress: Progress | None) -> list[Arrival]:
+    """Pass 1: every numbered collective span of every rank."""
+    found: list[Arrival] = []
+    for where, pf in enumerate(inputs):
+        ranks = pf.ranks
+        for block in pf.blocks():
+            rank = ranks.get(block.part)
+            if rank is not None:
+                found.extend(arrivals(block, pf.strings, rank, where, pf.shift_ns))
+        if progress is not None:
+            progress("matching collectives", where + 1, len(inputs))
+    return found
+
+
+def _with_matches(block: Block, where: int, matches: Matches) -> tuple[np.ndarray | None, list]:
+    """The block's attribute index and list, collective spans given their match."""
+    index = None if block.attr_index is None else block.attr_index.copy()
+    values = list(block.attrs or [])
+    for row, span_id in enumerate(block.ids.tolist()):
+        extra = matches.attrs.get((where, block.part, span_id))
+        if extra is None:
+            continue
+        if index is None:
+            index = np.full(block.n, -1, dtype=np.int32)
+        slot = int(index[row])
+        values.append({**(values[slot] if slot >= 0 else {}), **extra})
+        index[row] = len(values) - 1
+    return index, values
+
+
+def _copy(
+    pf: PartFile, where: int, writer: StoreWriter, matches: Matches, run_id: str
+) -> tuple[int, dict[int, int]]:
+    """Pass 2 for one input: its parts, threads, snapshots and blocks."""
+    new_part: dict[int, int] = {}
+    for p in pf.processes:
+        writer.run_id = p.run or run_id  # each part keeps the run it was recorded in
+        shift = lambda t: None if t is None else t + pf.shift_ns  # noqa: E731
+        new_part[p.part] = writer.add_process(
+            p.pid, p.ppid or 0, p.role, p.role_index, json.dumps(p.argv), p.host or "",
+            shift(p.start_ns) or 0,
+        )  # fmt: skip
+        status = _NEVER_CLOSED if p.status == "running" else p.status
+        writer.update_process(new_part[p.part], end_ns=shift(p.end_ns), status=status)
+    writer.run_id = run_id
+    for p in pf.processes:
+        threads = [(t.idx, t.tid, t.name, t.device) for t in pf.threads if t.part == p.part]
+        snaps = [
+            (s["t_ns"] + pf.shift_ns, s["kind"], s["key"], s["payload"])
+            for s in pf.snapshots
+            if s["part"] == p.part
+        ]
+        if threads or snaps:
+            writer.write(new_part[p.part], None, threads, snaps)
+    texts = [str(s) if s is not None else "" for s in pf.strings[1:]]
+    ids = writer.string_ids(set(texts) - {""})
+    recode = np.array([0] + [ids.get(t, 0) for t in texts], dtype=np.int64)
+    local = thread_index(pf)
+    spans = 0
+    for block in pf.blocks():
+        index, values = _with_matches(block, where, matches)
+        batch = Batch(
+            id_base=int(block.ids.min()),
+            ids=block.ids,
+            threads=local[block.threads],
+            starts=block.starts + pf.shift_ns,
+            durs=block.durs,
+            kinds=recode[block.kinds],
+            names=recode[block.names],
+            funcs=recode[block.funcs],
+            links=block.links,
+            attr_index=index,
+            attrs=values or None,
+        )
+        writer.write(new_part[block.part], batch, [], [])
+        spans += block.n
+    return spans, new_part
+
+
+def _input_report(pf: PartFile) -> dict:
+    ranks = sorted(pf.ranks.values())
+    return {"path": pf.path, "host": pf.host, "ranks": ranks, "shift_ns": pf.shift_ns,
+            "error_ns": pf.error_ns, "estimates": pf.estimates}  # fmt: skip
+
+
+def _report(inputs: list[PartFile], matches: Matches, world: int | None) -> dict:
+    """Which ranks are missing or stopped early, the last collective each reached."""
+    parts = [(pf, p) for pf in inputs for p in pf.processes]
+    present: dict[int, list[str]] = {}
+    for pf, p in parts:
+        rank = _rank_of(pf, p.part)
+        if rank is not None:
+            present.setdefault(rank, []).append(p.status)
+    last = {
+        r: {"group": a.group, "seq": a.seq, "op": a.op, "name": a.name,
+            "interrupted": a.interrupted}
+        for r, a in sorted(matches.last.items())
+    }  # fmt: skip
+    stopped = [
+        {"rank": r, "status": _NEVER_CLOSED if s[0] == "running" else s[0], "last": last.get(r)}
+        for r, s in sorted(present.items())
+        if s[0] != "ok"
+    ]
+    return {
+        "inputs": [_input_report(pf) for pf in inputs],
+        "world_size": world,
+        "ranks": sorted(present),
+        "missing": sorted(set(range(world or 0)) - set(present)),
+        "stopped_early": stopped,
+        "last_collective": {str(r): v for r, v in last.items()},
+        "collectives": {"points": matches.points, "complete": matches.complete},
+        "incomplete": matches.incomplete[:100],
+        "incomplete_count": len(matches.incomplete),
+    }
+
+
+def _merged_meta(inputs: list[PartFile], report: dict) -> dict[str, str]:
+    meta = {k: v for k, v in inputs[0].meta.items() if k not in ("format", "schema_version")}
+    mirrors: dict[str, str] = {}
+    for pf in inputs:
+        try:
+            mirrors.update(json.loads(pf.meta.get("mirrors", "{}")))
+        except ValueError:
+            pass
+    meta["mirrors"] = json.dumps(mirrors)
+    meta["merge"] = json.dumps(report)
+    errors = [i["error_ns"] for i in report["inputs"]]
+    meta["clock_error_ns"] = str(max(errors) if None not in errors else "unknown")
+    return meta
+
+
+def merge(output: str, paths: list[str], progress: Progress | None = None) -> MergeResult:
+    """Merges the part files ``paths`` into a new trace at ``output``."""
+    if not paths:
+        raise TraceError("merge: give the part files to merge.")
+    out_abs = os.path.abspath(output)
+    if any(os.path.abspath(p) == out_abs for p in paths):
+        raise TraceError(f"{output}: is also an input; write the merged trace elsewhere.")
+    inputs = []
+    try:
+        for path in paths:
+            inputs.append(open_part_file(path))
+        found = _scan(inputs, progress)
+        world = _world_size(inputs, found)
+        matches = match(found, world)
+        report = _report(inputs, matches, world)
+        run_id = inputs[0].meta.get("run_id") or inputs[0].processes[0].run
+        tmp = f"{output}.merging"
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        writer = StoreWriter(tmp, run_id=run_id, mode="new")
+        spans = 0
+        try:
+            writer.set_meta(_merged_meta(inputs, report))
+            for where, pf in enumerate(inputs):
+                spans += _copy(pf, where, writer, matches, run_id)[0]
+                if progress is not None:
+                    progress("writing", where + 1, len(inputs))
+        finally:
+            writer.close()
+        os.replace(tmp, output)
+    finally:
+        for pf in inputs:
+            pf.close()
+    warnings = [w for pf in inputs for w in pf.warnings]
+    return MergeResult(output, spans, report, warnings)
+
+
+def merge_and_report(output: str, paths: list[str], progress: Progress | None = None) -> int:
+    """``merge`` for the command line: the report (and warnings) on stderr; 1 on a bad input."""
+    try:
+        result = merge(output, paths, progress)
+    except TraceError as exc:
+        print(f"torchscope merge: {exc}", file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"torchscope: warning: {warning}", file=sys.stderr)
+    print(render(result), file=sys.stderr)
+    return 0
+
+
+def render(result: MergeResult) -> str:
+    """The report as a few lines for the terminal."""
+    r = result.report
+    lines = [f"torchscope: merged {len(r['inputs'])} part file(s) into {result.output} "
+             f"({result.spans:,} spans, ranks {_ranges(r['ranks'])})"]  # fmt: skip
+    for i in r["inputs"]:
+        err = "no estimate" if i["error_ns"] is None else f"± {i['error_ns'] / 1e6:.3f} ms"
+        name = f"{os.path.basename(i['path'])} ({i['host']}, ranks {_ranges(i['ranks'])})"
+        lines.append(f"  {name}: clock shift {i['shift_ns'] / 1e6:+.3f} ms {err}")
+    c = r["collectives"]
+    lines.append(f"  collectives: {c['points']} matched points, {c['complete']} complete")
+    if r["missing"]:
+        lines.append(f"  missing ranks (no part): {_ranges(r['missing'])}")
+    for s in r["stopped_early"]:
+        last = s["last"]
+        where = "no collective" if last is None else (
+            f"last collective {last['op']} #{last['seq']} of group {last['group']} "
+            f"({last['name']}{', interrupted' if last['interrupted'] else ''})"
+        )  # fmt: skip
+        lines.append(f"  rank {s['rank']} stopped early: {s['status']}; {where}")
+    return "\n".join(lines)
+
+
+def _ranges(numbers: list[int]) -> str:
+    from tracer.file.trace import _ranges as ranges
+
+    return ranges(numbers) or "none"
+
+
+def main_progress(stage: str, done: int, total: int) -> None:
+    """A plain progress line on stderr (a terminal gets it rewritten in place)."""
+    end = "\n" if done == total or not sys.stderr.isatty() else "\r"
+    print(f"torchscope merge: {stage} {done}/{total}", end=end, file=sys.stderr, flush=True)

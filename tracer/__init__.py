@@ -37,6 +37,7 @@ def record(
     *,
     flush_interval: float = 1.0,
     append: bool = False,
+    sim_devices: int = 0,
 ) -> Iterator[Recorder]:
     """Records everything reimpl emits inside the block into ``path``.
 
@@ -45,17 +46,35 @@ def record(
     already at ``path`` is replaced (``append=True`` adds this run to it); any
     other file there is refused with a TraceError. ``target="torch"`` records an
     unmodified PyTorch program (torch's own modules, optimizers, schedulers,
-    DataLoaders) and leaves torch as it was when the block exits.
+    DataLoaders) and leaves torch as it was when the block exits; with
+    ``sim_devices=N`` its ``torch.nn.DataParallel`` runs on N simulated devices
+    (docs/sim-devices.md).
     """
+    sim = _sim_devices(sim_devices, check_target(target))
     rec = Recorder(
         path,
         flush_interval=flush_interval,
-        meta={"target": check_target(target)},
+        meta={"target": target, **(sim.meta() if sim is not None else {})},
         mode="append" if append else "new",
     )
     with rec:
         detach = attach_target(target)
         try:
-            yield rec
+            if sim is None:
+                yield rec
+            else:
+                with sim:
+                    yield rec
         finally:
             detach()
+
+
+def _sim_devices(n: int, target: str) -> Any:
+    """``record(sim_devices=N)``: the simulation to install (None without)."""
+    if not n:
+        return None
+    if target != "torch":
+        raise ValueError("sim_devices simulates torch.nn.DataParallel: use target='torch'")
+    from tracer.targets.torch.sim_devices import SimDevices
+
+    return SimDevices(n)

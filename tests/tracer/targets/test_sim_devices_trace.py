@@ -13,6 +13,7 @@ from torchscope_cli import torchscope
 import tracer
 from samples import dataparallel_hooks_torch as sample
 from tracer.analyze.check.report import check
+from tracer.targets.torch import sim_devices
 from tracer.targets.torch.sim_devices import SimDevices
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -185,3 +186,18 @@ def test_a_device_count_guard_needs_sim_device_count(tmp_path):
         ("replica 0", "sim:0"),
         ("replica 1", "sim:1"),
     }
+
+
+def test_python_api_records_on_simulated_devices(tmp_path):
+    path = str(tmp_path / "api.tsdb")
+    with tracer.record(path, target="torch", sim_devices=2):
+        assert torch.nn.DataParallel is not sim_devices.TorchDataParallel
+        with pytest.raises(RuntimeError, match="sim:0 and sim:1!"):
+            sample.run("buggy")
+    assert torch.nn.DataParallel is sim_devices.TorchDataParallel
+    trace = tracer.load(path)
+    assert trace.meta["sim_devices"] == "sim:0,sim:1"
+    assert "shared-hook-state" in _rules(trace)
+    with pytest.raises(ValueError, match="target='torch'"):
+        with tracer.record(str(tmp_path / "r.tsdb"), sim_devices=2):
+            pass

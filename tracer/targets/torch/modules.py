@@ -50,7 +50,7 @@ HOOK_FUNC = FORWARD_FUNC  # torch calls every module hook from _call_impl
 TRAIN_FUNC = "torch.nn.modules.module.Module.train"
 
 _stacks: dict[int, list[list]] = {}
-"""thread id -> open forward calls: [module, span id, start, path entry, pending, result]."""
+"""thread id -> open forward calls: [module, span id, start, path entry, pending, result, args]."""
 _options = [Options()]  # the attached adapter's
 _wrapped: weakref.WeakSet = weakref.WeakSet()
 """Modules whose hook dicts hold our wrappers (put back at detach)."""
@@ -83,7 +83,9 @@ def _forward_pre(module: Any, args: tuple) -> None:
     stack = _stacks.get(tid)
     if stack is None:
         stack = _stacks[tid] = []
-    stack.append([module, sink.next_id(), perf_counter_ns(), entry, False, None])
+    # the args as the call got them: the boundary of the module's backward is
+    # there, not on what a backward hook's BackwardHookFunction made of them
+    stack.append([module, sink.next_id(), perf_counter_ns(), entry, False, None, args])
 
 
 def _pop(module: Any) -> list | None:
@@ -115,10 +117,10 @@ def _forward_post(module: Any, args: tuple, result: Any) -> None:
             return
     rec = _pop(module)
     if rec is not None:
-        _close(rec, args, result, error)
+        _close(rec, result, error)
 
 
-def _close(rec: list, args: tuple, result: Any, error: BaseException | None) -> None:
+def _close(rec: list, result: Any, error: BaseException | None) -> None:
     sink = _trace.sink
     if sink is None:
         return
@@ -134,7 +136,7 @@ def _close(rec: list, args: tuple, result: Any, error: BaseException | None) -> 
         and _trace.backward_spans
         and isinstance(result, (Tensor, tuple))
     ):
-        rm._link_backward(result, args, entry)
+        rm._link_backward(result, rec[6], entry)
 
 
 class _Hook(rm._TracedHook):
@@ -154,7 +156,7 @@ class _Hook(rm._TracedHook):
             )
         except BaseException as exc:
             if self.kind == "hook.forward":
-                self._close_pending(module, args, None, exc)
+                self._close_pending(module, None, exc)
             raise
         if self.kind == "hook.forward":
             self._after_forward_hook(module, args, result)
@@ -168,13 +170,13 @@ class _Hook(rm._TracedHook):
         if result is not None:
             top[5] = result
         if next(reversed(module._forward_hooks.values())) is self:
-            self._close_pending(module, args[1], top[5], None)
+            self._close_pending(module, top[5], None)
 
     @staticmethod
-    def _close_pending(module: Any, args: tuple, result: Any, error: Any) -> None:
+    def _close_pending(module: Any, result: Any, error: Any) -> None:
         stack = _stacks.get(get_ident())
         if stack and stack[-1][0] is module and stack[-1][4]:
-            _close(stack.pop(), args, result, error)
+            _close(stack.pop(), result, error)
 
 
 def _wrap_module(module: Any) -> None:

@@ -1,0 +1,127 @@
+"""Module, hook, optimizer and scheduler spans of the torch target match reimpl's.
+
+The same hooked model and training loop is built from ``reimpl`` and from
+``torch`` (samples/train_step.py's ``backend_namespace``) and recorded with
+each target; the spans must agree in kind, name, nesting and attributes
+(hook identities and sources aside, which differ by construction).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tracer
+from samples.train_step import backend_namespace
+
+VOLATILE = {"hook_id", "source", "output_id", "id", "param_names"}
+
+
+class Store:
+    """Keeps the last output it saw (the DeOldify hook object)."""
+
+    def __init__(self) -> None:
+        self.stored = None
+
+    def hook(self, module, args, output) -> None:
+        self.stored = output
+
+
+def scale_input(module, args):
+    return (args[0] * 1.0,)
+
+
+def log_grad(module, grad_input, grad_output) -> None:
+    assert grad_output[0] is not None
+
+
+def train(backend: str, steps: int = 2) -> None:
+    """Two steps of a hooked model, as a user writes them on either backend."""
+    ns = backend_namespace(backend)
+    torch.manual_seed(0)
+    model = ns.nn.Sequential(
+        ns.nn.Linear(4, 8), ns.nn.BatchNorm1d(8), ns.nn.ReLU(), ns.nn.Linear(8, 2)
+    )
+    model[1].register_forward_hook(Store().hook)
+    model[0].register_forward_pre_hook(scale_input)
+    model[3].register_full_backward_hook(log_grad)
+    optimizer = ns.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = ns.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(torch.randn(5, 4)).sum().backward()
+        optimizer.step()
+        scheduler.step()
+
+
+def spans(path: str) -> list[tuple]:
+    """(depth, kind, name, stable attributes) in start order."""
+    trace = tracer.load(path)
+    rows = sorted(range(len(trace.kind)), key=lambda r: (trace.start_ns[r], trace.depth[r]))
+    out = []
+    for r in rows:
+        kind = trace.kind_of(r)
+        if kind in ("optim.group", "optim.update"):  # inside torch's kernels: not seen
+            continue
+        attrs = {k: v for k, v in trace.attrs(r).items() if k not in VOLATILE}
+        out.append((int(trace.depth[r]), kind, trace.name_of(r), attrs))
+    return out
+
+
+def test_the_torch_target_records_what_reimpl_records(tmp_path):
+    paths = {}
+    for backend in ("reimpl", "torch"):
+        paths[backend] = str(tmp_path / f"{backend}.tsdb")
+        with tracer.record(paths[backend], target=backend):
+            train(backend)
+    reimpl_spans, torch_spans = spans(paths["reimpl"]), spans(paths["torch"])
+    assert torch_spans == reimpl_spans
+    kinds = {s[1] for s in torch_spans}
+    assert {"hook.forward", "hook.forward_pre", "hook.backward", "module.backward"} <= kinds
+    stored = [s for s in torch_spans if s[1] == "hook.forward"]
+    assert stored[0][3] == {
+        "hook": f"{__name__}.Store.hook",
+        "module": "1",
+        "rebound": ["stored"],
+    }
+
+
+BACKWARD_PROGRAM = """
+import torch
+from reimpl import _trace
+print("native stamp:", _trace.stamps is not None)
+model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+for _ in range(2):
+    model(torch.randn(2, 3)).sum().backward()
+"""
+
+
+def _backward_tree(tmp_path: Path, native: str) -> list[tuple]:
+    program = tmp_path / "bw.py"
+    program.write_text(BACKWARD_PROGRAM)
+    out = str(tmp_path / f"bw{native}.tsdb")
+    result = subprocess.run(
+        [sys.executable, "-m", "tracer.cli", "record", "--no-imports", "--target", "torch",
+         "-o", out, str(program)],
+        capture_output=True, text=True, env={**os.environ, "TORCHSCOPE_NATIVE": native},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"native stamp: {native == '1'}" in result.stdout
+    return [s[:3] for s in spans(out) if s[1] == "module.backward"]
+
+
+@pytest.mark.slow
+def test_backward_spans_native_and_python_fallback_agree(tmp_path):
+    native, fallback = _backward_tree(tmp_path, "1"), _backward_tree(tmp_path, "0")
+    assert native == fallback
+    assert [(depth, name) for depth, _, name in native[:4]] == [
+        (0, "Sequential"),
+        (1, "2"),
+        (1, "1"),
+        (1, "0"),
+    ]

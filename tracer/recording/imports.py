@@ -4,8 +4,11 @@ A fresh interpreter installs ``tracer/recording/_import_hook.py`` before anythin
 imports the module, and only then imports torchscope to write the trace, so
 the recorded set of modules is the set ``python -X importtime`` reports. After
 the import it describes what each extension module set up (classes,
-functions, submodules; for ``torch._C`` also the operators and dispatch keys
-registered), so the native initialisation is described, not just timed.
+functions, submodules), so the native initialisation is described, not just
+timed. For ``import torch`` the hook also records ``_load_global_deps`` and
+``torch._C._initExtension`` as ``import.init`` spans and counts the registries
+(operators, dispatch keys, dtypes) on the span of the step that filled them:
+``torch._C``'s import, ``_initExtension``, the whole ``import torch``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 import types
 from typing import Any
 
+from tracer.recording._import_hook import registry
 from tracer.recording.deep import DEFAULT_DEPTH, merge, viztracer_records
 from tracer.recording.recorder import Recorder
 
@@ -28,7 +32,7 @@ hook_path, target, output, deep, depth = sys.argv[1:6]
 ns = {"__name__": "torchscope_import_hook"}
 exec(compile(open(hook_path).read(), hook_path, "exec"), ns)
 sink = ns["ListSink"]()
-hook = ns["ImportHook"](sink)
+hook = ns["ImportHook"](sink, torch_init=True)
 viz = None
 if deep == "1":  # viztracer's own imports (json, ...) happen here, before the hook
     from viztracer import VizTracer
@@ -50,8 +54,15 @@ sys.exit(finish_child(output, sink.records, target, error, viz))
 """
 
 
-def describe_native(name: str) -> dict[str, Any]:
-    """Counts what an extension module registered: classes, functions, submodules."""
+REGISTRY_KEYS = ("operators", "operator_namespaces", "dispatch_keys", "dtypes")
+
+
+def describe_native(name: str, at_load: dict | None = None) -> dict[str, Any]:
+    """Counts what an extension module registered: classes, functions, submodules.
+
+    For ``torch._C``, the registry counts its import span took when it loaded
+    (``at_load``); counted now, after the whole import, only when there are none.
+    """
     module = sys.modules.get(name)
     if module is None:
         return {}
@@ -74,25 +85,9 @@ def describe_native(name: str) -> dict[str, Any]:
         "submodules": sorted(submodules),
     }
     if name == "torch._C":
-        payload.update(_torch_c_registry(module))
+        counted = {k: at_load[k] for k in REGISTRY_KEYS if k in (at_load or {})}
+        payload.update(counted or registry(module, sys.modules.get("torch")))
     return payload
-
-
-def _torch_c_registry(c: Any) -> dict[str, Any]:
-    """What initModule registered in torch._C: operators, dispatch keys, dtypes."""
-    out: dict[str, Any] = {}
-    try:
-        names = c._dispatch_get_all_op_names()
-        out["operators"] = len(names)
-        out["operator_namespaces"] = len({n.split("::")[0] for n in names})
-    except (AttributeError, RuntimeError):
-        pass
-    if hasattr(c, "DispatchKey"):
-        out["dispatch_keys"] = len(c.DispatchKey.__members__)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        out["dtypes"] = sum(isinstance(v, torch.dtype) for v in vars(torch).values())
-    return out
 
 
 def finish_child(
@@ -104,7 +99,7 @@ def finish_child(
     for rec in records:
         attrs = rec[8]
         if attrs.get("extension"):
-            attrs["native"] = describe_native(rec[6])
+            attrs["native"] = describe_native(rec[6], attrs)
     overflow = False
     if viz is not None:
         calls, overflow = viztracer_records(viz)
@@ -176,12 +171,13 @@ def render_imports(path: str, top: int = 15) -> str:
             p = s["payload"]
             extra = "".join(
                 f", {k} {p[k]:,}" for k in ("operators", "dispatch_keys", "dtypes") if k in p
-            )
+            ) + (" (as it loaded)" if "operators" in p else "")
             out.append(
                 f"  {s['key']}: {p.get('classes', 0):,} classes, "
                 f"{p.get('functions', 0):,} functions, "
                 f"{len(p.get('submodules', [])):,} submodules{extra}"
             )
+    out += _init_steps(trace)
     failed = [int(r) for r in rows if "error" in trace.attrs(int(r))]
     optional = [
         r
@@ -204,3 +200,31 @@ def render_imports(path: str, top: int = 15) -> str:
     if deep >= 0:
         out += ["", f"{int((trace.kind == deep).sum()):,} Python calls recorded (--deep)"]
     return "\n".join(out)
+
+
+def _init_steps(trace: Any) -> list[str]:
+    """``import torch`` step by step: the ``import.init`` calls and the spans that
+    counted the registries, in the order they ended (when each count was taken)."""
+    import numpy as np
+
+    init, imp = trace.code("import.init"), trace.code("import")
+    if init < 0:
+        return []
+    rows = [int(r) for r in np.flatnonzero(trace.kind == init)]
+    counted = [int(r) for r in np.flatnonzero(trace.kind == imp)]
+    rows += [r for r in counted if "operators" in trace.attrs(r)]
+    rows.sort(key=lambda r: int(trace.end_ns[r]))
+    out = [
+        "",
+        "initialisation steps, with the registries as each ended",
+        f"  {'step':<40}{'ms':>10}{'operators':>11}{'dtypes':>8}",
+    ]
+    for r in rows:
+        attrs = trace.attrs(r)
+        label = ("import " if trace.kind[r] == imp else "") + trace.name_of(r)
+        ops, dtypes = attrs.get("operators"), attrs.get("dtypes")
+        out.append(
+            f"  {label:<40}{trace.dur_ns[r] / 1e6:10.1f}"
+            f"{'-' if ops is None else f'{ops:,}':>11}{'-' if dtypes is None else dtypes:>8}"
+        )
+    return out

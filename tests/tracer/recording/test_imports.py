@@ -220,3 +220,90 @@ def test_record_keeps_imports_compiles_and_deep_calls(tmp_path, deep):
         assert "inner" in below
     else:
         assert "py.call" not in kinds
+
+
+FAKE_TORCH = {
+    "__init__.py": textwrap.dedent(
+        """
+        import colorsys
+
+        def _load_global_deps():
+            return sum(range(1000))
+
+        _load_global_deps()
+        from torch._C import *
+        from torch._C import _initExtension  # torch's sentinel import
+        import fractions
+        _C._initExtension("manager")
+        from torch import late
+        """
+    ),
+    "_C.py": textwrap.dedent(
+        """
+        class dtype:
+            pass
+
+        OPS = ["aten::add", "aten::mul", "prims::sum"]
+
+        def _dispatch_get_all_op_names():
+            return list(OPS)
+
+        def _initExtension(path):
+            import torch
+            torch.float32, torch.int64 = dtype(), dtype()
+            OPS.append("aten::from_init")
+        """
+    ),
+    "late.py": "from torch import _C\n_C.OPS.append('custom::late')\n",
+}
+
+
+def test_torch_init_steps_carry_the_registry_of_their_moment(tmp_path, monkeypatch):
+    """A stand-in torch (same names, tiny): _load_global_deps and _initExtension become
+    import.init spans, and each count sits on the span of the step that filled it."""
+    pkg = tmp_path / "torch"
+    pkg.mkdir()
+    for name, text in FAKE_TORCH.items():
+        (pkg / name).write_text(text)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    out = str(tmp_path / "fake.tsdb")
+    assert run_imports("torch", out) == 0
+    t = tracer.load(out)
+    by_name = {t.name_of(r): r for r in range(t.n)}
+    deps, init = by_name["torch._load_global_deps"], by_name["torch._C._initExtension"]
+    assert t.kind_of(deps) == t.kind_of(init) == "import.init"
+    assert t.name_of(int(t.parent[deps])) == "torch" == t.name_of(int(t.parent[init]))
+    assert t.attrs(deps)["line"] == 4
+    counts = {n: (t.attrs(by_name[n])["operators"], t.attrs(by_name[n])["dtypes"])
+              for n in ("torch._C", "torch._C._initExtension", "torch")}  # fmt: skip
+    assert counts == {"torch._C": (3, 0), "torch._C._initExtension": (4, 2), "torch": (5, 2)}
+    assert t.attrs(by_name["torch._C"])["operator_namespaces"] == 2
+    # nested imports ran untraced: colorsys's and fractions's functions are no init step
+    assert [t.name_of(r) for r in range(t.n) if t.kind_of(r) == "import.init"] == [
+        "torch._load_global_deps", "torch._C._initExtension"
+    ]  # fmt: skip
+    report = render_imports(out)
+    steps = report[report.index("initialisation steps") :].splitlines()
+    assert [line.split()[0] for line in steps[2:6]] == [
+        "torch._load_global_deps", "import", "torch._C._initExtension", "import"
+    ]  # fmt: skip
+    assert steps[4].split()[-2:] == ["4", "2"]  # _initExtension: the dtypes appear there
+
+
+@pytest.mark.slow
+def test_import_torch_shows_init_extension_and_where_dtypes_appear(tmp_path):
+    out = str(tmp_path / "torch.tsdb")
+    assert run_imports("torch", out) == 0
+    t = tracer.load(out)
+    rows = {t.name_of(r): r for r in range(t.n) if t.kind_of(r) in ("import", "import.init")}
+    c, init, torch_ = rows["torch._C"], rows["torch._C._initExtension"], rows["torch"]
+    assert t.kind_of(rows["torch._load_global_deps"]) == "import.init"
+    assert t.end_ns[rows["torch._load_global_deps"]] <= t.start_ns[c]  # before torch._C loads
+    assert t.attrs(c)["dtypes"] == 0 < t.attrs(init)["dtypes"] == t.attrs(torch_)["dtypes"]
+    assert 1000 < t.attrs(c)["operators"] <= t.attrs(init)["operators"]
+    assert t.attrs(init)["operators"] < t.attrs(torch_)["operators"]  # Python registers more
+    snapshot = next(s["payload"] for s in t.snapshots if s["key"] == "torch._C")
+    assert snapshot["operators"] == t.attrs(c)["operators"]  # counted as it loaded
+    report = render_imports(out)
+    line = next(x for x in report.splitlines() if x.strip().startswith("torch._C._initExtension"))
+    assert line.split()[-1] == str(t.attrs(init)["dtypes"])

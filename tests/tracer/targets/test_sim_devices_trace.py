@@ -114,6 +114,10 @@ def test_record_command_refuses_sim_devices_without_the_torch_target(tmp_path):
     assert result.returncode == 2
     assert "add --target torch" in result.stderr
     assert not (tmp_path / "x.tsdb").exists()
+    alone = torchscope("record", "--target", "torch", "--no-lockstep", SAMPLE)
+    assert alone.returncode == 2 and "go with --sim-devices N" in alone.stderr
+    zero = torchscope("record", "--target", "torch", "--sim-devices", "0", SAMPLE)
+    assert zero.returncode == 2 and "expected a number of devices >= 1" in zero.stderr
 
 
 @pytest.mark.gpu

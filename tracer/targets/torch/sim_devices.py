@@ -45,10 +45,9 @@ import torch
 from torch.nn.modules import module as torch_module
 
 from reimpl.devices import is_sim, sim_device
+from reimpl.nn.parallel import _lockstep, parallel_apply, replicate
 from reimpl.nn.parallel import data_parallel as reimpl_data_parallel
 from reimpl.nn.parallel import lockstep as reimpl_lockstep
-from reimpl.nn.parallel import parallel_apply, replicate
-from reimpl.nn.parallel._lockstep import switch_point
 from reimpl.nn.parallel.data_parallel import DataParallel as ReimplDataParallel
 from reimpl.nn.parallel.scatter_gather import gather, scatter_kwargs
 
@@ -171,18 +170,6 @@ def data_parallel(
         return reimpl_data_parallel(module, inputs, ids, out, dim, module_kwargs)
 
 
-def _switch_before(module: Any, args: Any) -> None:
-    switch_point()
-
-
-def _switch_after(module: Any, args: Any, output: Any) -> None:
-    switch_point()
-
-
-# torchscope's own machinery, not the user's hooks: recorded as internal, hidden by the views
-_switch_before._torchscope_internal = True  # type: ignore[attr-defined]
-_switch_after._torchscope_internal = True  # type: ignore[attr-defined]
-
 _lockstep_depth = 0
 
 
@@ -196,8 +183,9 @@ def torch_lockstep() -> Iterator[None]:
         handles = []
         if _lockstep_depth == 0:
             handles = [
-                torch_module.register_module_forward_pre_hook(_switch_before),
-                torch_module.register_module_forward_hook(_switch_after),
+                # reimpl's own switch points (marked internal), on torch's registry
+                torch_module.register_module_forward_pre_hook(_lockstep._on_forward_pre),
+                torch_module.register_module_forward_hook(_lockstep._on_forward),
             ]
         _lockstep_depth += 1
         try:

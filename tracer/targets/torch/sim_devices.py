@@ -55,7 +55,6 @@ __all__ = ["DataParallel", "SimDevices", "data_parallel", "sim_device_ids"]
 
 _DP_MODULE = sys.modules["torch.nn.parallel.data_parallel"]
 TorchDataParallel = _DP_MODULE.DataParallel
-torch_data_parallel = _DP_MODULE.data_parallel
 
 _active: SimDevices | None = None  # the installation of this run, if any
 
@@ -139,7 +138,7 @@ class DataParallel(TorchDataParallel):
     def parallel_apply(self, replicas: Sequence[Any], inputs: Sequence[Any], kwargs: Any) -> list:
         """reimpl's ``parallel_apply``: one named thread per replica, in lockstep by default."""
         devices = self.device_ids[: len(replicas)]
-        if not getattr(self, "_sim_lockstep", True):
+        if not self._sim_lockstep:
             return parallel_apply(replicas, inputs, kwargs, devices)
         with torch_lockstep():
             return parallel_apply(replicas, inputs, kwargs, devices)

@@ -11,6 +11,7 @@ from textual.binding import Binding
 
 from tracer.file.errors import one_line
 from tui.messages import LoadFailed, TraceLoaded
+from tui.screens.diff import DiffScreen
 from tui.screens.help import HelpScreen
 from tui.screens.loading import LoadingScreen
 from tui.screens.main import MainScreen
@@ -26,13 +27,18 @@ class TorchscopeApp(App[int]):
         Binding("question_mark", "help", "Help"),
     ]
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, diff: str | None = None, kinds: list[str] | None = None) -> None:
         super().__init__()
         self.path = path
+        self.diff_path = diff  # a second trace: the app shows the Diff view of path against it
+        self.kinds = kinds
         self.failed = False
 
     def on_mount(self) -> None:
-        self.push_screen(LoadingScreen(self.path))
+        if self.diff_path is not None:
+            self.push_screen(DiffScreen(self.path, self.diff_path, self.kinds))
+        else:
+            self.push_screen(LoadingScreen(self.path))
 
     def on_trace_loaded(self, message: TraceLoaded) -> None:
         self.switch_screen(MainScreen(message.model))
@@ -52,8 +58,9 @@ class TorchscopeApp(App[int]):
         self.exit(return_code=1 if self.failed else 0)
 
 
-def run_app(path: str) -> int:
-    """Opens ``path`` in the terminal UI; returns the process exit status."""
-    app = TorchscopeApp(str(path))
+def run_app(path: str, diff: str | None = None, kinds: list[str] | None = None) -> int:
+    """Opens ``path`` in the terminal UI (compared with ``diff`` when given);
+    returns the process exit status."""
+    app = TorchscopeApp(str(path), diff, kinds)
     app.run()
     return app.return_code or 0

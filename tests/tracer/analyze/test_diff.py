@@ -221,3 +221,10 @@ def test_node_table_finds_every_key_through_collisions():
     assert tables[3][n - 1] == 1 and tables[2][n - 1] == 5  # the second name 5
     second, count = assign_nodes(*args, slots, *tables, count)
     assert count == n and second.tolist() == first.tolist()
+
+
+def test_view_with_diff_refuses_a_bad_second_trace_before_the_ui(tmp_path):
+    good = handmade.write(str(tmp_path / "a.tsdb"), handmade.two_steps())
+    result = torchscope("view", good.path, "--diff", str(tmp_path / "missing.tsdb"))
+    assert result.returncode == 2
+    assert "missing.tsdb" in result.stderr and "Traceback" not in result.stderr

@@ -50,6 +50,7 @@ from reimpl.nn.parallel import data_parallel as reimpl_data_parallel
 from reimpl.nn.parallel import lockstep as reimpl_lockstep
 from reimpl.nn.parallel.data_parallel import DataParallel as ReimplDataParallel
 from reimpl.nn.parallel.scatter_gather import gather, scatter_kwargs
+from tracer.targets.torch.attach import Patches
 
 __all__ = ["DataParallel", "SimDevices", "data_parallel", "sim_device_ids"]
 
@@ -223,7 +224,7 @@ class SimDevices:
         self.lockstep = lockstep
         self.device_count = device_count
         self.made = 0
-        self._saved: list[tuple[Any, str, Any]] = []
+        self._patches: Patches | None = None
 
     @property
     def devices(self) -> list[str]:
@@ -268,21 +269,20 @@ class SimDevices:
         global _active
         if _active is not None:
             raise RuntimeError("simulated devices are installed already (one run at a time)")
-        patches = list(_PATCHED)
+        self._patches = Patches()  # the torch adapter's undo list (tracer/targets/torch/attach.py)
+        for owner, name, replacement in _PATCHED:
+            self._patches.setattr(owner, name, replacement)
         if self.device_count:
-            patches.append((torch.cuda, "device_count", self._device_count))
-        self._saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
-        for owner, name, replacement in patches:
-            setattr(owner, name, replacement)
+            self._patches.setattr(torch.cuda, "device_count", self._device_count)
         _active = self
         return self
 
     def restore(self) -> None:
         """Puts torch's own DataParallel and data_parallel back."""
         global _active
-        for owner, name, original in reversed(self._saved):
-            setattr(owner, name, original)
-        self._saved = []
+        if self._patches is not None:
+            self._patches.restore()
+            self._patches = None
         if _active is self:
             _active = None
 

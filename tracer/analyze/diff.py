@@ -185,6 +185,7 @@ class Side:
     keep: np.ndarray  # not an import, compilation or left-out step
     lane: np.ndarray  # lane of each row's top ancestor (shared lane numbers)
     segment: np.ndarray  # segment code of each row (negative)
+    own_lane: np.ndarray  # lane of each row's own thread
     steps: dict[int, list[int]] = field(default_factory=dict)  # lane -> step rows
     node: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
@@ -249,7 +250,8 @@ def _prepare(
     roots = trace.parent < 0
     seed = np.where(roots, thread_lane[trace.thread], -1).astype(np.int64)
     lane = aggregate.inherit(trace.parent, trace.start_order, seed) if trace.n else seed
-    side = Side(trace, label, kind, name, keep, lane, np.zeros(trace.n, dtype=np.int64))
+    own = thread_lane[trace.thread] if trace.n else seed
+    side = Side(trace, label, kind, name, keep, lane, np.zeros(trace.n, dtype=np.int64), own)
     step_code = trace.code("step")
     if step_code >= 0:
         root_rows = trace.start_order[roots[trace.start_order]]
@@ -477,8 +479,13 @@ def _changes(
         pos_b = np.empty(sb.trace.n, dtype=np.int64)
         pos_b[sb.trace.start_order] = np.arange(sb.trace.n)
         pa, pb = pos_a[row_a[both]], pos_b[row_b[both]]
-        order = np.lexsort((pa, node_parent[both]))
-        moved = out_of_order(node_parent[both][order], pb[order])
+        # siblings on two threads (replicas under parallel_apply) run side by side:
+        # only the order of siblings on one thread says anything
+        lane = sa.own_lane[row_a[both]]
+        order = np.lexsort((pa, lane, node_parent[both]))
+        up, ln = node_parent[both][order], lane[order]
+        group = np.cumsum(np.r_[False, (up[1:] != up[:-1]) | (ln[1:] != ln[:-1])])
+        moved = out_of_order(group, pb[order])
         change[both[order][moved]] = 3
     return change, size
 

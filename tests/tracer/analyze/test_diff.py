@@ -228,3 +228,21 @@ def test_view_with_diff_refuses_a_bad_second_trace_before_the_ui(tmp_path):
     result = torchscope("view", good.path, "--diff", str(tmp_path / "missing.tsdb"))
     assert result.returncode == 2
     assert "missing.tsdb" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_siblings_on_two_threads_are_never_reordered(tmp_path):
+    """Replicas under parallel_apply start in either order: not a structural change."""
+
+    def replicas(first: int) -> list[Span]:
+        r0 = (7001, "replica 0", "sim:0")
+        r1 = (7002, "replica 1", "sim:1")
+        apply = Span("dp.parallel_apply", "parallel_apply", 0, 1000, [
+            Span("dp.replica", "replica 0", 100 + first, 500, thread=r0),
+            Span("dp.replica", "replica 1", 300 - first, 600, thread=r1),
+        ])  # fmt: skip
+        return [Span("step", "step", 0, 1100, [apply])]
+
+    a, b = _pair(tmp_path, replicas(0), replicas(250))  # B: replica 1 starts first
+    data = report(diff(a, b))
+    assert not data["structural"], data["changes"]
+    assert data["counts"]["aligned"] == 4

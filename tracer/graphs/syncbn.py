@@ -1,14 +1,16 @@
 """SyncBatchNorm across ranks: each rank's collectives, joined at synchronisation points.
 
 Every rank calls the same collectives in the same order (that is what makes
-them collective), so the k-th ``collective.*`` span of each rank is one
-synchronisation point. Each rank is a cluster (processes with role
-``rank``); its collectives run down the cluster in order, and an edge from
-each goes to the shared point, labelled with how long that rank waited
-there. The rank that waited least is the straggler the others waited for.
-Ranks disagreeing on the k-th operation (one skipped a layer: a hang in
-the making) are drawn in red. The layer is the enclosing ``module.forward``
-or ``module.backward`` span.
+them collective), so the spans sharing a group and sequence number
+(``reimpl/_collectives.py``) are one synchronisation point; spans recorded
+without them are matched by position (the k-th of each rank). After
+``torchscope merge`` each span's ``wait_ns`` is its wait for the slowest rank.
+Each rank is a cluster (processes with role ``rank``); its collectives run
+down the cluster in order, and an edge from each goes to the shared point,
+labelled with how long that rank waited there. The rank that waited least
+is the straggler the others waited for. Ranks disagreeing on the k-th
+operation (one skipped a layer: a hang in the making) are drawn in red. The
+layer is the enclosing ``module.forward`` or ``module.backward`` span.
 """
 
 from __future__ import annotations
@@ -54,15 +56,41 @@ def _layer(trace: Trace, row: int) -> tuple[str, str, str]:
     return "", "", ""
 
 
-def sync_points(trace: Trace, mask: np.ndarray) -> tuple[list[tuple[str, int]], list[list[int]]]:
-    """The ranks and, for each, its collective rows in start order."""
+def sync_points(
+    trace: Trace, mask: np.ndarray
+) -> tuple[list[tuple[str, int]], list[list[int | None]]]:
+    """The ranks and, for each, its collective rows, point by point (None: the
+    rank never reached that point)."""
     found = ranks(trace, mask)
     coll = mask & _collective_mask(trace)
-    per_rank = []
+    per_rank: list[list[int | None]] = []
     for _label, part in found:
         rows = np.flatnonzero(coll & (trace.part == part))
         per_rank.append(rows[np.argsort(trace.start_ns[rows], kind="stable")].tolist())
-    return found, per_rank
+    return found, _aligned(trace, per_rank)
+
+
+def _aligned(trace: Trace, per_rank: list[list[int | None]]) -> list[list[int | None]]:
+    """Aligns the ranks' collectives by (group, seq) when every span carries them,
+    points in the order they first started; otherwise by position."""
+    rows = np.array([r for line in per_rank for r in line], dtype=np.int64)
+    if not len(rows):
+        return per_rank
+    groups, seqs = trace.attr_values(rows, "group"), trace.attr_values(rows, "seq")
+    if not all(isinstance(g, str) for g in groups) or not all(isinstance(q, int) for q in seqs):
+        return per_rank
+    key_of = dict(zip(rows.tolist(), zip(groups.tolist(), seqs.tolist())))
+    first: dict[tuple, int] = {}
+    for row, key in key_of.items():
+        first[key] = min(first.get(key, 1 << 62), int(trace.start_ns[row]))
+    index = {key: i for i, key in enumerate(sorted(first, key=first.__getitem__))}
+    out: list[list[int | None]] = []
+    for line in per_rank:
+        aligned: list[int | None] = [None] * len(index)
+        for row in line:
+            aligned[index[key_of[row]]] = row
+        out.append(aligned)
+    return out
 
 
 def _wait(trace: Trace, row: int, attrs: dict) -> int:
@@ -170,9 +198,14 @@ def build(
         graph.graph["note"] = "no collective.* spans on any rank in the selection"
         note_left_out(graph, "synchronisation points", keep_top(np.zeros(0), top))
         return graph
-    info = [[_collective_info(trace, row) for row in rows] for rows in per_rank]
+    info = [
+        [None if row is None else _collective_info(trace, row) for row in rows] for rows in per_rank
+    ]
     max_wait = np.array(
-        [max((r[k]["wait_ns"] for r in info if k < len(r)), default=0) for k in range(count)]
+        [
+            max((r[k]["wait_ns"] for r in info if k < len(r) and r[k]), default=0)
+            for k in range(count)
+        ]
     )
     kept = keep_top(max_wait, top, min_time_ns)
     chosen = sorted(kept.index.tolist())
@@ -180,7 +213,7 @@ def build(
         graph.graph["clusters"][rank_label] = {"label": rank_label, "color": "#1f77b4"}
     previous: str | None = None
     for k in chosen:
-        present = [(found[i][0], r[k]) for i, r in enumerate(info) if k < len(r)]
+        present = [(found[i][0], r[k]) for i, r in enumerate(info) if k < len(r) and r[k]]
         _add_point(graph, k, present, len(found))
         _add_rank_side(graph, k, present, previous, max(int(max_wait.max()), 1))
         previous = f"sync {k}"

@@ -107,3 +107,22 @@ def test_a_host_whose_part_is_missing_is_named(two_hosts):
     rows = [r for r in range(t.n) if t.kind_of(r).startswith("collective.")]
     assert rows and all(t.attrs(r)["missing"] == [1] for r in rows)
     assert json.loads(t.meta["merge"])["incomplete_count"] == len(rows)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_the_syncbn_graph_draws_the_merged_waits(two_hosts):
+    from tracer.graphs import syncbn
+
+    out = two_hosts / "graph.tsdb"
+    merge(str(out), [str(two_hosts / "host0.tsdb"), str(two_hosts / "host1.tsdb")])
+    t = tracer.load(str(out))
+    g = syncbn.build(t, top=None)
+    points = [d for _n, d in g.nodes(data=True) if d["type"] == "sync"]
+    assert len(points) == 4 and not any(p["mismatch"] for p in points)
+    for node, data in g.nodes(data=True):
+        if data["type"] == "collective":
+            attrs = t.attrs(data["row"])
+            assert data["wait_ns"] == attrs["wait_ns"]  # the wait for the slowest rank
+            point = g.nodes[f"sync {node[1]}"]
+            assert point["straggler"] == f"rank {attrs['last_rank']}" or point["max_wait_ns"] == 0

@@ -87,8 +87,9 @@ def test_the_real_sample_on_two_gloo_ranks(tmp_path):
     points = sorted(
         (d for _n, d in g.nodes(data=True) if d["type"] == "sync"), key=lambda d: d["index"]
     )
-    assert [p["op"] for p in points] == ["all_gather", "all_reduce", "all_reduce"]
+    assert [p["op"] for p in points] == ["all_gather", "all_reduce", "all_reduce", "all_gather"]
     assert points[0]["phase"] == "forward" and points[1]["phase"] == "backward"
     assert points[2]["layer"] == "grad_all_reduce"  # the sample's DDP-style gradient averaging
+    assert points[3]["layer"] == "running_stats_check"  # the sample's final comparison
     assert g.nodes["rank 0", 0]["cls"] == "SyncBatchNorm"
     assert not any(p["mismatch"] for p in points)

@@ -8,7 +8,7 @@ replica shares the same hook object: the replica threads overwrite each
 other's ``stored``, and a replica concatenates its own activations with
 another device's ("Expected all tensors to be on the same device").
 
-Variants (``--variant``):
+Variants (``--variant``; the walkthrough's own two, below: ``ThreadIdHook``):
 
 * ``buggy``: the hook above. Under ``--lockstep`` (the default) it fails on
   every run; without, only when the threads happen to interleave badly.
@@ -52,6 +52,10 @@ class Hook:
     def hook_fn(self, module: nn.Module, input: Any, output: torch.Tensor) -> None:
         self.stored = output  # one attribute, shared by every replica
 
+    def take(self) -> Any:
+        """The skip connection, as the decoder reads it."""
+        return self.stored
+
 
 class PrintingHook(Hook):
     """The buggy hook plus a debugging print of every output seen, per device."""
@@ -83,7 +87,53 @@ class ThreadLocalHook(Hook):
         self._local.stored = value
 
 
-HOOKS: dict[str, type[Hook]] = {"buggy": Hook, "print": PrintingHook, "fixed": ThreadLocalHook}
+class ThreadIdHook(Hook):
+    """The walkthrough's fix: outputs keyed by the thread that produced them.
+
+    The DeOldify walkthrough's own story (its code is not shown; these fail as
+    it tells):
+
+    * ``thread-id``: its fix, the stored outputs in a dict keyed by the current
+      thread id (``self.stored[threading.get_ident()] = output``); each decoder
+      takes its own replica's entry out, so a later step (new replica threads,
+      whose ids the OS may reuse) never reads an old one. Matches one device.
+    * ``thread-id-print``: the same, plus its debugging print: when a decoder
+      takes its skip connection it prints every other replica's entry, a line
+      for the thread, then one for its output. The print lets the other
+      replica run (and take its own entry), so ``self.stored[key]`` raises
+      ``KeyError`` (under ``--lockstep`` on every run); without the print the
+      fix runs clean, as in the walkthrough.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__(module)
+        self.stored: dict[int, torch.Tensor] = {}
+
+    def hook_fn(self, module: nn.Module, input: Any, output: torch.Tensor) -> None:
+        self.stored[threading.get_ident()] = output  # one key per replica thread
+
+    def take(self) -> torch.Tensor:
+        return self.stored.pop(threading.get_ident())  # this replica's own, and only once
+
+
+class ThreadIdPrintingHook(ThreadIdHook):
+    """The fix plus the walkthrough's debugging print of every replica's entry."""
+
+    def take(self) -> torch.Tensor:
+        own = super().take()
+        for key in list(self.stored):  # the other replicas' entries, to compare devices
+            print(f"  thread {key} stored:")  # meanwhile the other replica takes its own...
+            print(f"    {sim_device_of(self.stored[key])}")  # ...so: KeyError
+        return own
+
+
+HOOKS: dict[str, type[Hook]] = {
+    "buggy": Hook,
+    "print": PrintingHook,
+    "fixed": ThreadLocalHook,
+    "thread-id": ThreadIdHook,
+    "thread-id-print": ThreadIdPrintingHook,
+}
 
 
 class UnetBlock(nn.Module):
@@ -96,7 +146,7 @@ class UnetBlock(nn.Module):
         self.conv = nn.Sequential(nn.Conv2d(up_in // 2 + skip, out, 3, padding=1), nn.ReLU())
 
     def forward(self, up_in: torch.Tensor) -> torch.Tensor:
-        s = self.hook.stored
+        s = self.hook.take()
         up_out = self.up(up_in)
         return self.conv(torch.cat([up_out, s], dim=1))
 
@@ -156,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"variant {ns.variant} on {', '.join(DEVICES)} ({mode})")
     try:
         out, _ = run(ns.variant, use_lockstep=ns.lockstep, batch=ns.batch)
-    except RuntimeError as err:
+    except (RuntimeError, KeyError) as err:  # KeyError: the thread-id-print variant
         print(f"FAILED: {err}", file=sys.stderr)
         return 1
     print(f"ok: output {tuple(out.shape)} on {sim_device_of(out)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,32 @@ def test_fixed_passes_and_matches_one_device():
     torch.testing.assert_close(out, ref)
 
 
+def test_walkthrough_print_raises_key_error_on_the_stored_dict_every_time(capsys):
+    """thread-id-print: the walkthrough's debugging print on its thread-id fix."""
+    for _ in range(20):
+        with pytest.raises(KeyError) as err:
+            sample.run("thread-id-print", use_lockstep=True)
+        msg = str(err.value)
+        assert msg.startswith("Caught KeyError in replica")
+        key = int(msg.rstrip().rsplit("KeyError: ", 1)[1])  # the other replica's thread id
+        assert f"thread {key} stored:" in capsys.readouterr().out  # printed, then gone
+        assert key != threading.get_ident()
+
+
+def test_walkthrough_thread_id_fix_matches_one_device():
+    torch.manual_seed(0)
+    single = sample.UNet(sample.ThreadIdHook)
+    x = torch.randn(4, 3, 16, 16)
+    ref = single(x)
+    ref.square().mean().backward()
+    for use_lockstep in (True, True, True, False):
+        out, model = sample.run("thread-id", use_lockstep=use_lockstep)
+        torch.testing.assert_close(out, ref)
+        for p, q in zip(model.parameters(), single.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad)
+        assert all(hook.stored == {} for hook in model.hooks)  # each replica took its own
+
+
 def test_command_line_exits_non_zero_with_the_error():
     proc = subprocess.run(
         [sys.executable, "-m", "samples.dataparallel_hooks", "--variant", "buggy"],
@@ -58,6 +85,7 @@ def test_command_line_exits_non_zero_with_the_error():
     assert proc.returncode == 1
     assert "found at least two devices, sim:0 and sim:1!" in proc.stderr
     assert sample.main(["--variant", "fixed", "--no-lockstep"]) == 0
+    assert sample.main(["--variant", "thread-id-print"]) == 1
 
 
 def test_trace_shows_replica_threads_and_the_failing_read(tmp_path):

@@ -33,19 +33,26 @@ def test_print_variant_changes_the_dict_mid_iteration(capsys):
     assert "output on sim:1" in capsys.readouterr().out
 
 
-def test_fixed_passes_and_matches_one_device():
+def matches_one_device(variant: str, lockstep_runs: int) -> list:
+    """Runs ``variant`` under lockstep (then once free-running): output and grads as
+    the same U-Net on one device, every time; returns the models it ran."""
     torch.manual_seed(0)
-    single = sample.UNet(sample.ThreadLocalHook)
+    single = sample.UNet(sample.HOOKS[variant])
     x = torch.randn(4, 3, 16, 16)
     ref = single(x)
     ref.square().mean().backward()
-    for _ in range(20):
-        out, model = sample.run("fixed", use_lockstep=True)
+    models = []
+    for use_lockstep in [True] * lockstep_runs + [False]:
+        out, model = sample.run(variant, use_lockstep=use_lockstep)
         torch.testing.assert_close(out, ref)
         for p, q in zip(model.parameters(), single.parameters(), strict=True):
             torch.testing.assert_close(p.grad, q.grad)
-    out, _ = sample.run("fixed", use_lockstep=False)
-    torch.testing.assert_close(out, ref)
+        models.append(model)
+    return models
+
+
+def test_fixed_passes_and_matches_one_device():
+    matches_one_device("fixed", 20)
 
 
 def test_walkthrough_print_raises_key_error_on_the_stored_dict_every_time(capsys):
@@ -61,16 +68,7 @@ def test_walkthrough_print_raises_key_error_on_the_stored_dict_every_time(capsys
 
 
 def test_walkthrough_thread_id_fix_matches_one_device():
-    torch.manual_seed(0)
-    single = sample.UNet(sample.ThreadIdHook)
-    x = torch.randn(4, 3, 16, 16)
-    ref = single(x)
-    ref.square().mean().backward()
-    for use_lockstep in (True, True, True, False):
-        out, model = sample.run("thread-id", use_lockstep=use_lockstep)
-        torch.testing.assert_close(out, ref)
-        for p, q in zip(model.parameters(), single.parameters(), strict=True):
-            torch.testing.assert_close(p.grad, q.grad)
+    for model in matches_one_device("thread-id", 5):
         assert all(hook.stored == {} for hook in model.hooks)  # each replica took its own
 
 

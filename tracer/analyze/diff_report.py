@@ -66,7 +66,7 @@ def _change(d: Diff, node: int) -> dict[str, Any]:
     }
 
 
-def _since_segment_start(side: Side) -> np.ndarray:
+def since_segment_start(side: Side) -> np.ndarray:
     """Each row's start, counted from the start of its segment in its own trace."""
     trace = side.trace
     if trace.n == 0:
@@ -88,7 +88,7 @@ def changed_nodes(d: Diff) -> np.ndarray:
     for side, rows in ((d.a, ra), (d.b, rb)):
         has = rows >= 0
         if has.any():
-            when[has] = _since_segment_start(side)[rows[has]]
+            when[has] = since_segment_start(side)[rows[has]]
     lane, seg = d.segments(nodes)
     return nodes[np.lexsort((when, seg, lane))]
 
@@ -140,8 +140,8 @@ def step_title(change: dict[str, Any]) -> str:
     return f"{change['lane']}, {where}"
 
 
-def render_text(data: dict[str, Any], width: int = 100) -> str:
-    """The report for a terminal."""
+def render_text(data: dict[str, Any], width: int = 100, top: int = 20) -> str:
+    """The report for a terminal; ``top``: modules listed, slowest first (all in JSON)."""
     a, b, c = data["a"], data["b"], data["counts"]
     out = [
         f"A {a['file']} ({a['target']}, {a['aligned_spans']:,} spans compared, {a['steps']} steps)",
@@ -155,6 +155,7 @@ def render_text(data: dict[str, Any], width: int = 100) -> str:
         )
     else:
         out.append(f"structure: the same ({c['aligned']:,} spans aligned); only times differ")
+    out += [f"note: {n}" for n in data["notes"]]
     out += ["", f"{'lane':<44}{'A spans':>9}{'B spans':>9}{'A steps':>9}{'B steps':>9}"]
     for lane in data["lanes"]:
         out.append(
@@ -186,12 +187,16 @@ def render_text(data: dict[str, Any], width: int = 100) -> str:
             f"{_ms(k['b_self_ns']):>11}{_ratio(k['ratio']):>8}"
         )
     if data["modules"]:
-        out += ["", f"{'time per module (inclusive)':<44}{'A ms':>11}{'B ms':>11}{'B/A':>8}"]
-        for m in data["modules"]:
+        modules = sorted(data["modules"], key=lambda m: -max(m["a_ns"], m["b_ns"]))
+        shown = modules[:top]
+        title = "time per module (inclusive)"
+        if len(modules) > top:
+            title += f", top {top} of {len(modules)}"
+        out += ["", f"{title:<44}{'A ms':>11}{'B ms':>11}{'B/A':>8}"]
+        for m in shown:
             label = f"{m['module']} {m['kind'].split('.')[-1]}"
             out.append(
                 f"{label[:43]:<44}{_ms(m['a_ns']):>11}{_ms(m['b_ns']):>11}{_ratio(m['ratio']):>8}"
             )
-    out += [""] + [f"note: {n}" for n in data["notes"]] if data["notes"] else []
     out += [one_line(f"warning: {w}") for w in data["warnings"]]
     return "\n".join(out)

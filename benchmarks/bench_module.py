@@ -147,6 +147,24 @@ class _Session:
             self.stop()
 
 
+def other_tools(step: Callable[[], None], tmp: str) -> dict[str, Callable[[int], float]]:
+    """viztracer and torch.profiler around ``step``, as timed configs."""
+    viz = VizTracer(tracer_entries=2_000_000, verbose=0, output_file=os.path.join(tmp, "v.json"))
+    profilers: list = []
+
+    def profiler_start() -> None:
+        profilers.append(torch.profiler.profile(activities=[ProfilerActivity.CPU]))
+        profilers[-1].__enter__()
+
+    def profiler_stop() -> None:
+        profilers.pop().__exit__(None, None, None)  # its post-processing is not timed
+
+    return {
+        "viztracer": _Session(step, viz.start, viz.stop).time,
+        "torch.profiler": _Session(step, profiler_start, profiler_stop).time,
+    }
+
+
 def measure(
     build: Callable, make_x: Callable, rounds: int = 40, n: int = 3, python_hooks: bool = False
 ) -> dict:
@@ -180,18 +198,6 @@ def measure(
 
             return _Session(rstep, start, stop)
 
-        viz = VizTracer(
-            tracer_entries=2_000_000, verbose=0, output_file=os.path.join(tmp, "v.json")
-        )
-        profilers: list = []
-
-        def profiler_start() -> None:
-            profilers.append(torch.profiler.profile(activities=[ProfilerActivity.CPU]))
-            profilers[-1].__enter__()
-
-        def profiler_stop() -> None:
-            profilers.pop().__exit__(None, None, None)  # its post-processing is not timed
-
         main: dict[str, Callable[[int], float]] = {
             "torch": lambda k: _time(tstep, k),
             "reimpl": lambda k: _time(rstep, k),
@@ -204,11 +210,7 @@ def measure(
             main["hook_floor"] = lambda k: _time(floor, k)
         # Other tools in a second phase: torch.profiler leaves heaps of Python
         # objects behind, whose collection would land in the other configs' rounds.
-        tools: dict[str, Callable[[int], float]] = {
-            "reimpl": main["reimpl"],
-            "viztracer": _Session(rstep, viz.start, viz.stop).time,
-            "torch.profiler": _Session(rstep, profiler_start, profiler_stop).time,
-        }
+        tools = {"reimpl": main["reimpl"], **other_tools(rstep, tmp)}
         best = _best_of(main, rounds, n)
         gc.collect()
         others = _best_of(tools, rounds, n)

@@ -124,7 +124,8 @@ def test_the_record_command_restores_torch_when_the_script_raises(tmp_path):
         "import torch.optim.optimizer as o\n"
         "model = torch.nn.Linear(2, 2)\n"
         "model(torch.randn(1, 2))\n"
-        "assert m._global_forward_hooks and o._global_optimizer_pre_hooks\n"
+        "assert hasattr(torch.nn.Module._call_impl, '__wrapped__')\n"
+        "assert m._global_module_registration_hooks and o._global_optimizer_pre_hooks\n"
         "raise RuntimeError('boom')\n"
     )
     out = str(tmp_path / "r.tsdb")
@@ -135,13 +136,14 @@ def test_the_record_command_restores_torch_when_the_script_raises(tmp_path):
         "from torch.nn.modules import module as m\n"
         "import torch.optim.optimizer as o\n"
         "from tracer.recording.runner import run_under_recorder\n"
-        "train = torch.nn.Module.train\n"
+        "train, call = torch.nn.Module.train, torch.nn.Module._call_impl\n"
         f"code = run_under_recorder({str(program)!r}, [], module=False, output={out!r},\n"
         "                          record_target='torch')\n"
         "assert code == 1, code\n"
         "assert not m._global_forward_hooks and not m._global_forward_pre_hooks\n"
         "assert not o._global_optimizer_pre_hooks and not o._global_optimizer_post_hooks\n"
-        "assert torch.nn.Module.train is train\n"
+        "assert torch.nn.Module.train is train and torch.nn.Module._call_impl is call\n"
+        "assert not m._global_module_registration_hooks\n"
         "print('untouched')\n"
     )
     result = subprocess.run([sys.executable, str(checker)], capture_output=True, text=True)

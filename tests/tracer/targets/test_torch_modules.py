@@ -18,6 +18,7 @@ import torch
 
 import tracer
 from samples.train_step import backend_namespace
+from tracer.targets.torch.attach import attach
 
 VOLATILE = {"hook_id", "source", "output_id", "id", "param_names"}
 
@@ -89,6 +90,20 @@ def test_the_torch_target_records_what_reimpl_records(tmp_path):
         "module": "1",
         "rebound": ["stored"],
     }
+
+
+def test_the_global_hooks_seam_records_the_same(tmp_path):
+    """``attach(forward="hooks")``: the spans through torch's global forward hooks."""
+    paths = {"reimpl": str(tmp_path / "reimpl.tsdb"), "hooks": str(tmp_path / "hooks.tsdb")}
+    with tracer.record(paths["reimpl"]):
+        train("reimpl")
+    with tracer.record(paths["hooks"]):  # the recorder alone, then torch's global hooks
+        detach = attach(forward="hooks")
+        try:
+            train("torch")
+        finally:
+            detach()
+    assert spans(paths["hooks"]) == spans(paths["reimpl"])
 
 
 BACKWARD_PROGRAM = """

@@ -54,6 +54,12 @@ class Options:
     backward_spans: bool = True
     """``module.backward`` spans from the native boundary stamp (or its Python
     fallback), as reimpl records them; never through global backward hooks."""
+    forward: str = "call"
+    """How ``module.forward`` spans are taken: ``"call"``, a wrapper on
+    ``Module._call_impl`` (the default: torch keeps its no-hook fast path, and
+    the span encloses the module's own hooks as in reimpl), or ``"hooks"``,
+    torch's global forward pre/post hooks (every module call then takes
+    ``_call_impl``'s slow path; benchmarks/bench_torch_target.py measures both)."""
 
 
 class Patches:
@@ -108,7 +114,9 @@ def attached() -> bool:
     return bool(_current)
 
 
-def attach(*, backward_spans: bool = True, seams: Iterable[str] = SEAMS) -> Callable[[], None]:
+def attach(
+    *, backward_spans: bool = True, seams: Iterable[str] = SEAMS, forward: str = "call"
+) -> Callable[[], None]:
     """Attaches the seams to the installed torch; returns ``detach`` (idempotent).
 
     Spans go to ``reimpl._trace.sink``: start a Recorder first. One adapter at a
@@ -116,7 +124,9 @@ def attach(*, backward_spans: bool = True, seams: Iterable[str] = SEAMS) -> Call
     """
     if _current:
         raise RuntimeError("the torch target is already attached in this process; detach it first")
-    options = Options(backward_spans=backward_spans)
+    if forward not in ("call", "hooks"):
+        raise ValueError(f"forward must be 'call' or 'hooks', not {forward!r}")
+    options = Options(backward_spans=backward_spans, forward=forward)
     patches = Patches()
     _current.append(patches)
     # a spawned child (tracer/recording/subprocesses.py) attaches the same target

@@ -3,8 +3,8 @@
 Seam: ``torch.nn.functional.batch_norm`` wrapped for the run (torch's
 ``_BatchNorm.forward`` calls it through the module, after counting the batch and
 choosing the averaging factor, which it passes as ``momentum``). When the
-innermost module forward open on the thread is a BatchNorm layer (the modules
-seam knows), the wrapper records what reimpl's ``_BatchNorm.forward`` records,
+call comes from a BatchNorm layer's ``forward`` (wrapped on ``_BatchNorm``
+to say so), the wrapper records what reimpl's ``_BatchNorm.forward`` records,
 with reimpl's own helpers (``reimpl/nn/modules/batchnorm.py``): a ``bn.forward``
 instant when the layer's state changes (train mode, grad and inference mode,
 values per channel: ``torchscope check``'s ``bn-*`` rules read it) and a
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Callable
-from threading import get_ident
 from typing import Any
 
 import torch
@@ -32,15 +32,31 @@ from reimpl.nn.modules.batchnorm import (
     _running_stats_begin,
     _running_stats_end,
 )
-from tracer.targets.torch import modules
 from tracer.targets.torch.attach import Options, Patches
+
+_current = threading.local()
+"""``layer``: the BatchNorm layer whose forward runs on this thread (None outside)."""
+
+
+def _traced_forward(forward: Callable) -> Callable:
+    """``_BatchNorm.forward`` telling ``F.batch_norm`` which layer calls it."""
+
+    @functools.wraps(forward)
+    def wrapper(self: Any, input: torch.Tensor) -> Any:
+        if _trace.sink is None:
+            return forward(self, input)
+        outer = getattr(_current, "layer", None)
+        _current.layer = self
+        try:
+            return forward(self, input)
+        finally:
+            _current.layer = outer
+
+    return wrapper
 
 
 def _layer() -> Any:
-    """The innermost module whose forward is open on this thread, if a BatchNorm."""
-    stack = modules._stacks.get(get_ident())
-    module = stack[-1][0] if stack else None
-    return module if isinstance(module, _BatchNorm) else None
+    return getattr(_current, "layer", None)
 
 
 def _traced_batch_norm(batch_norm: Callable) -> Callable:
@@ -69,5 +85,7 @@ _PARAMS = inspect.signature(F.batch_norm)
 
 
 def install(patches: Patches, options: Options) -> None:
-    """Wraps ``F.batch_norm`` (torch's BatchNorm layers look it up on the module)."""
+    """Wraps ``F.batch_norm`` (torch's BatchNorm layers look it up on the module) and
+    ``_BatchNorm.forward`` (which says which layer calls it)."""
     patches.wrap(F, "batch_norm", _traced_batch_norm)
+    patches.wrap(_BatchNorm, "forward", _traced_forward)

@@ -30,8 +30,8 @@ the recording are recorded from the root's second call on.
 from __future__ import annotations
 
 import functools
-import sys
 import weakref
+from collections.abc import Callable
 from threading import get_ident
 from time import perf_counter_ns
 from typing import Any
@@ -49,8 +49,9 @@ FORWARD_FUNC = "torch.nn.modules.module.Module._call_impl"
 HOOK_FUNC = FORWARD_FUNC  # torch calls every module hook from _call_impl
 TRAIN_FUNC = "torch.nn.modules.module.Module.train"
 
-_stacks: dict[int, list[list]] = {}
-"""thread id -> open forward calls: [module, span id, start, path entry, pending, result, args]."""
+after_forward_hook: list[Callable] = []
+"""With the global-hooks forward seam (global_hooks.py): called after each of a
+module's own forward hooks, ``(hook, module, result, error)``."""
 _options = [Options()]  # the attached adapter's
 _wrapped: weakref.WeakSet = weakref.WeakSet()
 """Modules whose hook dicts hold our wrappers (put back at detach)."""
@@ -71,72 +72,43 @@ def entry_of(module: Any) -> tuple[str, tuple, str]:
     return entry
 
 
-def _forward_pre(module: Any, args: tuple) -> None:
-    """Opens the module's span (a global forward pre-hook)."""
-    sink = _trace.sink
-    if sink is None:
-        return
-    entry = entry_of(module)
-    if module._forward_pre_hooks or module._forward_hooks or module._backward_hooks:
-        _wrap_module(module)  # hooks registered since the tree was seen
-    tid = get_ident()
-    stack = _stacks.get(tid)
-    if stack is None:
-        stack = _stacks[tid] = []
-    # the args as the call got them: the boundary of the module's backward is
-    # there, not on what a backward hook's BackwardHookFunction made of them
-    stack.append([module, sink.next_id(), perf_counter_ns(), entry, False, None, args])
+def _traced_call_impl(call_impl: Callable) -> Callable:
+    """``Module._call_impl`` inside a ``module.forward`` span: the inline record of
+    reimpl's own ``_call_impl`` (one tuple appended when the call returns), around
+    torch's whole call, the module's own hooks included."""
+    backward = _options[0].backward_spans
+
+    @functools.wraps(call_impl)
+    def _call_impl(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sink = _trace.sink
+        if sink is None:
+            return call_impl(self, *args, **kwargs)
+        entry = rm._path_cache.get(id(self))
+        if entry is None or rm._cache_generation != reimpl_hooks.generation:
+            entry = entry_of(self)
+        sid = sink.next_id()
+        t0 = perf_counter_ns()
+        try:
+            result = call_impl(self, *args, **kwargs)
+        except BaseException as e:
+            forward_failed(sink, sid, t0, entry, e)
+            raise
+        # fmt: off
+        sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), "module.forward", entry[0],
+                     FORWARD_FUNC, entry[1]))
+        # fmt: on
+        if backward and _trace.backward_spans and isinstance(result, (Tensor, tuple)):
+            rm._link_backward(result, args, entry)
+        return result
+
+    return _call_impl
 
 
-def _pop(module: Any) -> list | None:
-    """The innermost open call of ``module`` on this thread, removed with what
-    opened above it (calls that raised past their hooks)."""
-    stack = _stacks.get(get_ident())
-    if not stack:
-        return None
-    for k in range(len(stack) - 1, -1, -1):
-        if stack[k][0] is module:
-            rec = stack[k]
-            del stack[k:]
-            return rec
-    return None
-
-
-def _forward_post(module: Any, args: tuple, result: Any) -> None:
-    """Closes the module's span (a global forward hook, called even when forward
-    raised), or leaves it to the module's own last forward hook."""
-    stack = _stacks.get(get_ident())
-    if not stack:
-        return
-    top = stack[-1]
-    error = sys.exc_info()[1] if result is None else None  # always_call: forward raised
-    if top[0] is module and error is None and module._forward_hooks:
-        hooks = module._forward_hooks
-        if type(next(reversed(hooks.values()))) is _Hook:
-            top[4], top[5] = True, result  # the last of the module's own hooks closes it
-            return
-    rec = _pop(module)
-    if rec is not None:
-        _close(rec, result, error)
-
-
-def _close(rec: list, result: Any, error: BaseException | None) -> None:
-    sink = _trace.sink
-    if sink is None:
-        return
-    entry = rec[3]
-    attrs: Any = entry[1]
-    if error is not None:
-        attrs = dict(attrs, error=f"{type(error).__name__}: {error}")
-    sink.append((rec[1], 0, get_ident(), rec[2], perf_counter_ns(), "module.forward", entry[0],
+def forward_failed(sink: Any, sid: int, t0: int, entry: tuple, e: BaseException) -> None:
+    """Closes a ``module.forward`` span whose forward raised."""
+    attrs = dict(entry[1], error=f"{type(e).__name__}: {e}")
+    sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), "module.forward", entry[0],
                  FORWARD_FUNC, attrs))  # fmt: skip
-    if (
-        error is None
-        and _options[0].backward_spans
-        and _trace.backward_spans
-        and isinstance(result, (Tensor, tuple))
-    ):
-        rm._link_backward(result, rec[6], entry)
 
 
 class _Hook(rm._TracedHook):
@@ -150,33 +122,17 @@ class _Hook(rm._TracedHook):
             return self.hook(*args)
         module = args[0]
         path = entry_of(module)[0]
-        try:
-            result = rm._run_hook(
+        if self.kind != "hook.forward" or not after_forward_hook:
+            return rm._run_hook(
                 path, self.kind, self.hook, *args, legacy=self.legacy, func=HOOK_FUNC
             )
+        try:
+            result = rm._run_hook(path, self.kind, self.hook, *args, func=HOOK_FUNC)
         except BaseException as exc:
-            if self.kind == "hook.forward":
-                self._close_pending(module, None, exc)
+            after_forward_hook[0](self, module, None, exc)
             raise
-        if self.kind == "hook.forward":
-            self._after_forward_hook(module, args, result)
+        after_forward_hook[0](self, module, result, None)
         return result
-
-    def _after_forward_hook(self, module: Any, args: tuple, result: Any) -> None:
-        stack = _stacks.get(get_ident())
-        if not stack or stack[-1][0] is not module or not stack[-1][4]:
-            return
-        top = stack[-1]
-        if result is not None:
-            top[5] = result
-        if next(reversed(module._forward_hooks.values())) is self:
-            self._close_pending(module, top[5], None)
-
-    @staticmethod
-    def _close_pending(module: Any, result: Any, error: Any) -> None:
-        stack = _stacks.get(get_ident())
-        if stack and stack[-1][0] is module and stack[-1][4]:
-            _close(stack.pop(), result, error)
 
 
 def _wrap_module(module: Any) -> None:
@@ -217,7 +173,6 @@ def _unwrap_all() -> None:
                 if type(hook) is _Hook:
                     hooks[key] = hook.hook
     _wrapped.clear()
-    _stacks.clear()
 
 
 def _traced_train(train: Any) -> Any:
@@ -259,20 +214,24 @@ def _structure_changed(*_: Any) -> None:
 
 
 def install(patches: Patches, options: Options) -> None:
-    """Registers the global hooks; detach removes them and unwraps the user's hooks."""
+    """Wraps ``_call_impl`` (or registers the global forward hooks, ``forward="hooks"``),
+    the registration methods and ``train``; detach unwraps the user's hooks too."""
     rm._choose_boundary_hook()  # the stamp this recorder drains, if reimpl's module.py came late
+    _options[0] = options
     patches.on_detach(_unwrap_all)
     patches.on_detach(rm._structure_changed)  # paths cached during the run are for it only
-    for register, hook in (
-        (torch_module.register_module_forward_pre_hook, _forward_pre),
-        (torch_module.register_module_module_registration_hook, _structure_changed),
-        (torch_module.register_module_parameter_registration_hook, _structure_changed),
-        (torch_module.register_module_buffer_registration_hook, _structure_changed),
+    for register in (
+        torch_module.register_module_module_registration_hook,
+        torch_module.register_module_parameter_registration_hook,
+        torch_module.register_module_buffer_registration_hook,
     ):
-        patches.on_detach(register(hook).remove)
-    handle = torch_module.register_module_forward_hook(_forward_post, always_call=True)
-    patches.on_detach(handle.remove)
-    _options[0] = options
+        patches.on_detach(register(_structure_changed).remove)
+    if options.forward == "hooks":
+        from tracer.targets.torch import global_hooks
+
+        global_hooks.install(patches, options)
+    else:
+        patches.wrap(torch.nn.Module, "_call_impl", _traced_call_impl)
     patches.wrap(torch.nn.Module, "train", _traced_train)
     for name in REGISTER_METHODS:
         patches.wrap(torch.nn.Module, name, _wrapping_register)

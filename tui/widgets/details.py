@@ -12,9 +12,11 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from tracer.distributed.peers import peers, rank_of_part
 from tui.model import TraceModel, fmt_ns, kind_style
 
 LABEL = Style.parse("bold")  # the label column, as the table's column style was
+MAX_PEERS = 16  # a collective's peers listed one by one
 
 
 class Facts:
@@ -135,4 +137,37 @@ class DetailsPane(Static):
         for key, value in sorted(t.attrs(row).items()):
             text = value if isinstance(value, str) else json.dumps(value)
             table.add_row(Text(key, style="cyan"), text)
+        if kind.startswith("collective."):
+            self._add_peers(table, row)
         return table
+
+    def _add_peers(self, table: Facts, row: int) -> None:
+        """The same collective on the other ranks (``tracer/distributed/peers.py``):
+        when each arrived and how long it waited for the last one."""
+        t = self.model.trace
+        rows = peers(t, row)
+        if not rows:
+            return
+        ranks = rank_of_part(t)
+        attrs = t.attrs(row)
+        expected = attrs.get("expected", len(rows))
+        summary = f"{len(rows)} of {expected} ranks"
+        if "last_rank" in attrs:
+            summary += f"; the last to arrive: rank {attrs['last_rank']}"
+        if attrs.get("missing"):
+            summary += f"; missing: {json.dumps(attrs['missing'])}"
+        table.add_row(Text("matched", style="bold magenta"), summary)
+        first = min(int(t.start_ns[r]) for r in rows)
+        for peer in rows[:MAX_PEERS]:
+            a = t.attrs(peer)
+            wait = a.get("wait_ns", int(t.dur_ns[peer]))
+            late = fmt_ns(int(t.start_ns[peer]) - first)
+            text = f"arrived +{late} after the first, waited {fmt_ns(wait)}"
+            if peer == row:
+                text += " (this span)"
+            if a.get("interrupted"):
+                text += f", cut by {a['interrupted']}"
+            rank = ranks.get(int(t.part[peer]), "?")
+            table.add_row(Text(f"  rank {rank}", style="magenta"), text)
+        if len(rows) > MAX_PEERS:
+            table.add_row("", f"... and {len(rows) - MAX_PEERS} more ranks")

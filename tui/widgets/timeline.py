@@ -3,7 +3,9 @@
 Each lane shows its outermost spans inside the window, descending through any
 span that covers the whole window (the step around the selection is context,
 not news), so replicas overlapping, workers prefetching and a rank waiting in
-a collective all line up under the selected span.
+a collective all line up under the selected span. Ranks' lanes come in rank
+order, and a selected collective is drawn on every rank's lane at once (its
+peers, matched by group and sequence number).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui.model import TraceModel, fmt_ns, kind_style
+from tracer.distributed.peers import peers, rank_of_part
+from tui.model import Lane, TraceModel, fmt_ns, kind_style
 
 LABEL = 24  # columns for the lane names
 
@@ -31,6 +34,13 @@ def fit_label(text: str, width: int) -> str:
     if width < 3:
         return " " * width
     return text[: width - 2] + "… "
+
+
+def rank_order(model: TraceModel, lanes: list[Lane]) -> list[Lane]:
+    """Distributed ranks' lanes in rank order, after the other processes' lanes
+    (a merged trace lists its parts host by host)."""
+    ranks = rank_of_part(model.trace)
+    return sorted(lanes, key=lambda lane: (ranks.get(lane.part, -1), lane.part))
 
 
 class Timeline(Widget, can_focus=True):
@@ -64,12 +74,15 @@ class Timeline(Widget, can_focus=True):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.model = model
         self._hits: list[np.ndarray] = []  # rows drawn on each lane line
+        self._peers: set[int] = set()  # the selected collective on every rank
         self.set_reactive(Timeline.window, (model.t0, max(model.t1, model.t0 + 1)))
 
     def watch_first_lane(self) -> None:
         self.refresh()
 
     def watch_row(self, row: int | None) -> None:
+        # a collective's peers on the other ranks are drawn with it
+        self._peers = set(peers(self.model.trace, row)) if row is not None else set()
         self.action_reset()
 
     def action_reset(self) -> None:
@@ -121,7 +134,7 @@ class Timeline(Widget, can_focus=True):
         offset = lo - model.t0
         left = f"{'+' if offset >= 0 else '-'}{fmt_ns(abs(offset))}"
         right = f"{fmt_ns(hi - lo)} shown"
-        lanes = model.visible_lanes()
+        lanes = rank_order(model, model.visible_lanes())
         focus = None
         if self.row is not None:
             t = model.trace
@@ -162,6 +175,8 @@ class Timeline(Widget, can_focus=True):
             style = f"black on {colour}"
             if row == self.row:
                 style = f"bold reverse {colour}"
+            elif row in self._peers:
+                style = f"bold reverse {colour} underline"
             chars[x0:x1] = list(fit_label(t.name_of(row), x1 - x0))
             styles.append((x0, x1, style))
         text = Text("".join(chars), style="dim")

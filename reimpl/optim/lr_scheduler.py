@@ -313,6 +313,14 @@ class LRScheduler:
         self._last_lr = _param_groups_val_list(self.optimizer, "lr")
 
 
+# Including _LRScheduler for backwards compatibility (the base class of torch < 2.0,
+# and of the walkthroughs): a subclass, not an alias, so that its __name__ stays
+# _LRScheduler. As in torch: exported but not in __all__, and it warns of nothing.
+@mirrors("torch.optim.lr_scheduler._LRScheduler")
+class _LRScheduler(LRScheduler):
+    pass
+
+
 def _lambdas(optimizer: Any, lr_lambda: Any) -> list[Callable[[int], float]]:
     """One lr function per group from a function or a list of them."""
     if not isinstance(lr_lambda, (list, tuple)):

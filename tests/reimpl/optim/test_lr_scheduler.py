@@ -338,3 +338,43 @@ def test_one_cycle_loads_an_older_torchs_state_like_torch(restored: bool) -> Non
     # (the step after the load is 11 of the phase from step 8 to 29, max_lr to min_lr)
     linear = torch.optim.lr_scheduler.OneCycleLR._annealing_linear(1.0, 1.0 / 25 / 1e4, 3 / 21)
     assert (ours[0][0] == pytest.approx(linear, rel=1e-12)) == restored
+
+
+def _warmup_of(lib: Any) -> tuple[list, list[str], str, dict]:
+    """A scheduler written the old way, on ``_LRScheduler``: lrs, warnings, name, state."""
+
+    class Warmup(lib.optim.lr_scheduler._LRScheduler):
+        def __init__(self, optimizer: Any, warmup: int) -> None:
+            self.warmup = warmup
+            super().__init__(optimizer)
+
+        def get_lr(self) -> list[float]:
+            scale = min(1.0, (self.last_epoch + 1) / self.warmup)
+            return [base * scale for base in self.base_lrs]
+
+    p = torch.zeros(2, requires_grad=True)
+    opt = lib.optim.SGD([p], lr=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sched = Warmup(opt, warmup=4)
+        lrs = []
+        for _ in range(6):
+            sched.step()  # before opt.step(): the ordering warning, once
+            opt.step()
+            lrs.append(sched.get_last_lr())
+    state = {k: v for k, v in sched.state_dict().items() if k != "warmup"}
+    base = Warmup.__mro__[1]
+    return lrs, [str(w.message) for w in caught], base.__name__, state
+
+
+def test_deprecated_lr_scheduler_base_behaves_as_torchs() -> None:
+    """torch 2.13 keeps _LRScheduler as a bare subclass of LRScheduler: same lrs,
+    the same warnings (only LRScheduler's own), same name, outside __all__."""
+    ours, theirs = _warmup_of(reimpl), _warmup_of(torch)
+    assert ours == theirs
+    assert ours[2] == "_LRScheduler" and len(ours[1]) == 1
+    from reimpl.optim import lr_scheduler
+
+    assert issubclass(lr_scheduler._LRScheduler, lr_scheduler.LRScheduler)
+    assert "_LRScheduler" not in lr_scheduler.__all__
+    assert "_LRScheduler" not in torch.optim.lr_scheduler.__all__

@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from tracer.analyze.lanes import thread_names
+from tracer.analyze.scope import aside_mask
 from tracer.file.trace import Trace
 
 KIND_COLOURS = {
@@ -107,8 +108,12 @@ class TraceModel:
         self.t0 = int(trace.start_ns.min()) if trace.n else 0
         self.t1 = int(trace.end_ns.max()) if trace.n else 1
         self.filter = Filter()
-        self._lane_rows: dict[tuple[int, int | None], np.ndarray] = {}
+        # Imports and numba compilations stand aside in the call tree, as in
+        # summary and graph --kind calls (tracer/analyze/scope.py); a key brings them in.
+        self.show_imports = False
+        self._lane_rows: dict[tuple[int, int | None, bool], np.ndarray] = {}
         self._kids: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # see _kids_on
+        self._shown_kids: dict[int, np.ndarray] = {}  # see children
 
     def stages(self) -> list[Stage]:
         """The heavy indexes, in an order that lets the loader report progress."""
@@ -118,6 +123,7 @@ class TraceModel:
             Stage("computing self times", lambda: t.self_ns),
             Stage("finding thread tops", lambda: self.is_top),
             Stage("grouping lanes", lambda: self.tops_by_thread),
+            Stage("setting imports aside", lambda: self.hidden_kids),
         ]
 
     # -- processes, threads and lanes -----------------------------------------------
@@ -197,9 +203,10 @@ class TraceModel:
         return {int(t.thread[g[0]]): g for g in np.split(rows, cuts) if len(g)}
 
     def lane_rows(self, thread: int) -> np.ndarray:
-        """Rows listed under a thread: its tops, or every span of the filtered kind."""
+        """Rows listed under a thread: its tops, or every span of the filtered kind
+        (imports and compilations left out unless ``show_imports``)."""
         kind = self.filter.kind
-        key = (thread, kind)
+        key = (thread, kind, self.show_imports)
         rows = self._lane_rows.get(key)
         if rows is None:
             if kind is None:
@@ -208,13 +215,63 @@ class TraceModel:
                 t = self.trace
                 rows = np.flatnonzero((t.kind == kind) & (t.thread == thread))
                 rows = rows[np.argsort(t.start_ns[rows], kind="stable")]
+            if not self.show_imports and self.aside.any():
+                rows = rows[~self.aside[rows]]
             self._lane_rows[key] = rows
         return rows
 
     def in_lane_rows(self, row: int) -> bool:
         """Whether ``row`` is listed directly under its thread with the current filter."""
+        if not self.show_imports and self.aside[row]:
+            return False
         kind = self.filter.kind
         return bool(self.is_top[row]) if kind is None else int(self.trace.kind[row]) == kind
+
+    # -- imports and compilations, standing aside -------------------------------------
+
+    @cached_property
+    def aside(self) -> np.ndarray:
+        """Imports and numba compilations, and every span inside one."""
+        return aside_mask(self.trace)
+
+    @cached_property
+    def aside_tops(self) -> np.ndarray:
+        """Aside spans whose parent is not aside: where an aside subtree starts."""
+        parent = self.trace.parent
+        return self.aside & ((parent < 0) | ~self.aside[np.maximum(parent, 0)])
+
+    @cached_property
+    def hidden_kids(self) -> np.ndarray:
+        """How many children of each span start an aside subtree (hidden by default)."""
+        t = self.trace
+        rows = np.flatnonzero(self.aside_tops & (t.parent >= 0))
+        return np.bincount(t.parent[rows], minlength=t.n).astype(np.int64)
+
+    def children(self, row: int) -> np.ndarray:
+        """The children the call tree lists under ``row``: ``trace.children`` less
+        the imports and compilations standing aside (unless ``show_imports``)."""
+        kids = self.trace.children(row)
+        if self.show_imports or not self.hidden_kids[row]:
+            return kids
+        shown = self._shown_kids.get(row)
+        if shown is None:
+            shown = self._shown_kids[row] = kids[~self.aside_tops[kids]]
+        return shown
+
+    def child_counts(self, rows: np.ndarray) -> np.ndarray:
+        """``len(children(row))`` for many rows at once."""
+        offsets, _ = self.trace.children_index
+        counts = offsets[rows + 2] - offsets[rows + 1]
+        return counts if self.show_imports else counts - self.hidden_kids[rows]
+
+    def aside_text(self) -> str:
+        """How the tree treats imports, for the status line ("" when the trace has none)."""
+        n = int(self.aside.sum())
+        if not n:
+            return ""
+        if self.show_imports:
+            return f"imports and compilations shown ({n:,} spans; i sets them aside)"
+        return f"{n:,} import and compilation spans set aside (i shows them)"
 
     # -- spans -----------------------------------------------------------------------
 

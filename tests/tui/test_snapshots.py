@@ -37,7 +37,8 @@ def test_calls_view(snap_compare):
 def test_calls_view_import_span_selected(snap_compare):
     async def select_import(pilot: Pilot) -> None:
         await ready(pilot)
-        await pilot.press("down", "down")  # main > MainThread > import torch
+        # imports stand aside until `i`; then main > MainThread > import torch
+        await pilot.press("i", "down", "down")
         await _settle(pilot)
 
     assert snap_compare(_app(), terminal_size=SIZE, run_before=select_import)
@@ -90,6 +91,13 @@ def test_help_screen(snap_compare):
 
 def test_calls_view_marks_the_evidence_of_a_finding(snap_compare):
     """tests/data/sample_findings.tsdb: the sample with one stored finding whose
-    evidence is the first step and the import span; both rows carry its mark."""
+    evidence is the first step and the import span; both rows carry its mark
+    (the import once `i` brings the imports into the tree)."""
+
+    async def with_imports(pilot: Pilot) -> None:
+        await ready(pilot)
+        await pilot.press("i")
+        await _settle(pilot)
+
     app = TorchscopeApp(str(SAMPLE.with_name("sample_findings.tsdb")))
-    assert snap_compare(app, terminal_size=SIZE, run_before=_settle)
+    assert snap_compare(app, terminal_size=SIZE, run_before=with_imports)

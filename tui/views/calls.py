@@ -58,6 +58,7 @@ class CallsView(View):
         Binding("less_than_sign", "timeline('pan', -0.2)", "Pan left", show=False),
         Binding("greater_than_sign", "timeline('pan', 0.2)", "Pan right", show=False),
         Binding("e", "export", "Export graph"),
+        Binding("i", "toggle_imports", "Imports in/out"),
     ]
 
     source_only: reactive[bool] = reactive(False)
@@ -84,6 +85,8 @@ class CallsView(View):
 
     def on_mount(self) -> None:
         self.status = self._status_text()
+        # the watcher skips updates before the view is mounted: draw the first line here
+        self.query_one("#calls-status", Static).update(self.status)
 
     @property
     def tree(self) -> CallTree:
@@ -101,6 +104,9 @@ class CallsView(View):
 
     def _status_text(self, extra: str = "") -> str:
         text = f"showing {self.model.filter.describe(self.model)}"
+        aside = self.model.aside_text()
+        if aside:
+            text += f" · {aside}"
         if self.search_state.query:
             text += f" · search {self.search_state.query!r}: {len(self.search_state.hits):,} hits"
         return text + (f" · {extra}" if extra else "")
@@ -151,6 +157,9 @@ class CallsView(View):
             return True
         if self.model.filter != Filter():
             self.apply_filter(Filter())
+            return self.show_span(row)
+        if not self.model.show_imports and self.model.aside[row]:  # an import, set aside
+            self.action_toggle_imports()
             return self.show_span(row)
         return False
 
@@ -213,6 +222,17 @@ class CallsView(View):
         self.model.filter = value
         self.tree.rebuild()
         self.query_one(Timeline).refresh(layout=True)
+        self.status = self._status_text()
+
+    def action_toggle_imports(self) -> None:
+        """Brings imports and numba compilations into the tree, or sets them aside again;
+        the cursor stays on its span when that span is still listed."""
+        model = self.model
+        row = self.tree.cursor_row
+        model.show_imports = not model.show_imports
+        self.tree.rebuild()
+        if row is not None and (model.show_imports or not model.aside[row]):
+            self.tree.reveal(row)
         self.status = self._status_text()
 
     # -- panes ---------------------------------------------------------------------------

@@ -145,7 +145,7 @@ class CallTree(Tree[NodeInfo]):
         if info.kind == "thread":
             return self.model.lane_rows(info.thread)
         if info.kind == "span":
-            return self.model.trace.children(info.row)
+            return self.model.children(info.row)
         return np.empty(0, dtype=np.int64)
 
     def ensure_loaded(self, node: TreeNode[NodeInfo]) -> None:
@@ -178,9 +178,7 @@ class CallTree(Tree[NodeInfo]):
     def _add_spans(
         self, node: TreeNode[NodeInfo], rows: np.ndarray, before: TreeNode | None = None
     ) -> None:
-        t = self.model.trace
-        offsets, _ = t.children_index
-        counts = offsets[rows + 2] - offsets[rows + 1]
+        counts = self.model.child_counts(rows)
         self._adding = True
         try:
             for row, count in zip(rows.tolist(), counts.tolist()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,12 @@ import tracer
 from samples import dataparallel_hooks as reimpl_sample
 from samples import dataparallel_hooks_torch as sample
 from tracer.analyze.check.report import check
+from tracer.analyze.diff import diff
 from tracer.targets.torch.sim_devices import SimDevices
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "dataparallel_hooks_torch.py"
+REIMPL_SAMPLE = ROOT / "samples" / "dataparallel_hooks.py"
 
 
 def _error(fn, *args, **kwargs) -> str:
@@ -108,18 +111,36 @@ def _story(trace: tracer.Trace) -> list[tuple]:
     )
 
 
-@pytest.mark.parametrize("variant", ["buggy", "print", "fixed"])
-def test_check_tells_the_same_story_as_on_the_reimpl_sample(tmp_path, variant):
+def _run_as_main(script: Path, variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python script --variant V``: its hooks are ``__main__.Hook...`` on both targets."""
+    monkeypatch.setattr(sys, "argv", [str(script), "--variant", variant])
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(script), run_name="__main__")
+
+
+def _record_both(
+    tmp_path: Path, variant: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[tracer.Trace, tracer.Trace]:
+    """The reimpl sample under lockstep and its torch twin under --sim-devices 2, as programs."""
     with tracer.record(str(tmp_path / "reimpl.tsdb")):
-        try:
-            reimpl_sample.run(variant, use_lockstep=True)
-        except RuntimeError:
-            pass
-    with tracer.record(str(tmp_path / "torch.tsdb"), target="torch"), SimDevices(2):
-        try:
-            sample.run(variant)
-        except RuntimeError:
-            pass
-    twin = _story(tracer.load(str(tmp_path / "reimpl.tsdb")))
-    assert _story(tracer.load(str(tmp_path / "torch.tsdb"))) == twin
+        _run_as_main(REIMPL_SAMPLE, variant, monkeypatch)
+    with tracer.record(str(tmp_path / "torch.tsdb"), target="torch", sim_devices=2):
+        _run_as_main(SAMPLE, variant, monkeypatch)
+    return tracer.load(str(tmp_path / "reimpl.tsdb")), tracer.load(str(tmp_path / "torch.tsdb"))
+
+
+@pytest.mark.parametrize("variant", ["buggy", "print", "fixed"])
+def test_check_tells_the_same_story_as_on_the_reimpl_sample(tmp_path, variant, monkeypatch):
+    reimpl_trace, torch_trace = _record_both(tmp_path, variant, monkeypatch)
+    twin = _story(reimpl_trace)
+    assert _story(torch_trace) == twin
     assert bool(twin) == (variant != "fixed")
+
+
+@pytest.mark.parametrize("variant", ["buggy", "fixed"])
+def test_diff_finds_the_same_tree_as_the_reimpl_sample(tmp_path, variant, monkeypatch):
+    """Module, hook and dp.* spans, replica lanes: the same structure on both targets."""
+    reimpl_trace, torch_trace = _record_both(tmp_path, variant, monkeypatch)
+    d = diff(reimpl_trace, torch_trace, ["public"])
+    assert not d.structural, d.counts()
+    assert d.counts()["aligned"] >= 50  # the buggy run stops at the failing read

@@ -40,3 +40,20 @@ def test_measure_times_every_config_and_leaves_tracing_detached() -> None:
     assert expected | {"torch.profiler"} == set(best)
     assert all(math.isfinite(v) and v > 0 for v in best.values())
     assert _trace.sink is None
+
+
+def test_bench_query_wraps_each_parallel_apply_in_a_step_and_both_engines_agree(tmp_path) -> None:
+    import numpy as np
+
+    import tracer
+    from benchmarks import bench_query
+
+    path = str(tmp_path / "q.tsdb")
+    bench_query.make_trace(path, n=2_000)
+    trace = tracer.load(path)
+    applies = np.flatnonzero(trace.kind == trace.code("dp.parallel_apply"))
+    steps = np.flatnonzero(trace.kind == trace.code("step"))
+    assert len(applies) == len(steps) > 1
+    assert sorted(trace.parent[applies].tolist()) == sorted(steps.tolist())
+    measured = bench_query.measure(path)  # asserts that DuckDB and SQLite give one answer
+    assert measured["spans"] == trace.n and measured["hook_rows"] == 16  # 8 hooks x 2 threads

@@ -125,3 +125,35 @@ def test_an_example_through_the_command_as_json(summary) -> None:
     assert json.loads(done.stdout)[0] == {
         k: summary["kinds"][0][k] for k in ("kind", "count", "incl_ns", "self_ns")
     }
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> str:
+    """A real DataParallel run (replica threads, the user's hook, lockstep's hidden ones)."""
+    from samples import dataparallel_hooks
+
+    out = str(tmp_path_factory.mktemp("query_docs") / "dp.tsdb")
+    with tracer.record(out):
+        dataparallel_hooks.run("fixed", use_lockstep=True)
+    return out
+
+
+def test_the_examples_on_a_recorded_run_agree_with_summary(recorded) -> None:
+    from tracer.analyze.summary import summarize
+
+    trace = tracer.load(recorded)
+    data = summarize(trace, top=100_000)
+    con = query.connect(trace)
+    for sql in EXAMPLES.values():
+        query.run(con, sql)  # every example runs on a real trace too
+    columns, rows = query.run(con, EXAMPLES["kinds"])
+    got = sorted(tuple(r) for r in rows)
+    want = sorted((g["kind"], g["count"], g["incl_ns"], g["self_ns"]) for g in data["kinds"])
+    assert got == want
+    columns, rows = query.run(con, EXAMPLES["hooks_per_thread"])
+    calls = Counter()
+    for row in rows:
+        calls[row[columns.index("hook")]] += row[columns.index("calls")]
+    hooks = {g["name"]: g["count"] for g in data["top_self"] if g["kind"] == "hook.forward"}
+    assert dict(calls) == hooks and hooks  # the user's hook, not lockstep's
+    assert not any("_lockstep" in h for h in hooks)

@@ -12,6 +12,7 @@ from torchscope_cli import torchscope
 
 import tracer
 from samples import dataparallel_hooks_torch as sample
+from tracer import cli
 from tracer.analyze.check.report import check
 from tracer.targets.torch import sim_devices
 from tracer.targets.torch.sim_devices import SimDevices
@@ -109,15 +110,18 @@ def test_record_command_says_which_devices_were_simulated(tmp_path):
     assert (trace.meta["sim_devices"], trace.meta["sim_lockstep"]) == ("sim:0,sim:1", "yes")
 
 
-def test_record_command_refuses_sim_devices_without_the_torch_target(tmp_path):
-    result = torchscope("record", "--sim-devices", "2", "-o", str(tmp_path / "x.tsdb"), SAMPLE)
-    assert result.returncode == 2
-    assert "add --target torch" in result.stderr
+def test_record_command_refuses_sim_devices_without_the_torch_target(tmp_path, capsys):
+    out = str(tmp_path / "x.tsdb")
+    assert cli.main(["record", "--sim-devices", "2", "-o", out, SAMPLE]) == 2
+    assert "add --target torch" in capsys.readouterr().err
     assert not (tmp_path / "x.tsdb").exists()
-    alone = torchscope("record", "--target", "torch", "--no-lockstep", SAMPLE)
-    assert alone.returncode == 2 and "go with --sim-devices N" in alone.stderr
-    zero = torchscope("record", "--target", "torch", "--sim-devices", "0", SAMPLE)
-    assert zero.returncode == 2 and "expected a number of devices >= 1" in zero.stderr
+    assert cli.main(["record", "--target", "torch", "--no-lockstep", "-o", out, SAMPLE]) == 2
+    assert "go with --sim-devices N" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["record", "--target", "torch", "--sim-devices", "0", SAMPLE])
+    assert exit_.value.code == 2
+    assert "expected a number of devices >= 1" in capsys.readouterr().err
+    assert torch.nn.DataParallel is sim_devices.TorchDataParallel
 
 
 @pytest.mark.gpu

@@ -396,11 +396,6 @@ def diff(a: Trace, b: Trace, kinds: Sequence[str] | None = None) -> Diff:
     if kinds is not None:
         kinds = [k for p in kinds for k in (PUBLIC_KINDS if p == "public" else (p,))]
         notes.append(f"compared kinds: {', '.join(kinds)} (the others are transparent)")
-    elif a.meta.get("target", "reimpl") != b.meta.get("target", "reimpl"):
-        notes.append(
-            "the traces come from different targets; reimpl records deeper spans than torch "
-            "lets the torch target see: --kinds public compares what both record"
-        )
     strings: dict[Any, int] = {}
     lanes: dict[str, int] = {}
     sa = _prepare(a, "A", strings, lanes, drop, kinds)
@@ -439,6 +434,12 @@ def diff(a: Trace, b: Trace, kinds: Sequence[str] | None = None) -> Diff:
     row_b = _rows_of(sb, count)
     node_parent = node_parent[:count]
     change, size = _changes(sa, sb, node_parent, row_a, row_b)
+    targets = {t.meta.get("target", "reimpl") for t in (a, b)}
+    if kinds is None and len(targets) > 1 and change.any():
+        notes.append(
+            "the traces come from different targets; reimpl records deeper spans than torch "
+            "lets the torch target see: --kinds public compares what both record"
+        )
     return Diff(
         sa, sb, list(strings), lane_names, node_parent, node_kind[:count], node_name[:count],
         node_occ[:count], row_a, row_b, change, size, notes, step_lanes,

@@ -86,8 +86,12 @@ class _IterableDatasetFetcher(_BaseDatasetFetcher):
         if _trace.sink is None:
             return self._fetch(possibly_batched_index)
         size = len(possibly_batched_index) if self.auto_collation else None
-        with _trace.span("data.fetch", "iterable", func=_ITER_FUNC, size=size):
-            return self._fetch(possibly_batched_index)
+        with _trace.span("data.fetch", "iterable", func=_ITER_FUNC, size=size) as sp:
+            try:
+                return self._fetch(possibly_batched_index)
+            except StopIteration:
+                sp.set(end=True)  # the dataset's normal end, not an error: raised outside
+        raise StopIteration
 
     def _fetch(self, possibly_batched_index: Any) -> Any:
         if self.ended:

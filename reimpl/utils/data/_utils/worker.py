@@ -170,13 +170,23 @@ def _rng_fingerprints() -> dict[str, str]:
     return out
 
 
-def _fetch_task(fetcher: Any, idx: int, index: Any, worker_id: int) -> Any:
-    """One task, as a ``data.worker`` span when traced (the fetch nests inside)."""
+def _fetch_task(fetcher: Any, idx: int, index: Any, worker_id: int, iterable: bool) -> Any:
+    """One task, as a ``data.worker`` span when traced (the fetch nests inside).
+
+    An iterable dataset's ``StopIteration`` is its normal end: the span says
+    ``end`` and the exception leaves after it, so it is recorded as no error.
+    """
     if _trace.sink is None:
         return fetcher.fetch(index)
     # one name for every worker's tasks, so views merge them; the lane says which worker
-    with _trace.span("data.worker", "task", func=_TASK_FUNC, task=idx, worker=worker_id):
-        return fetcher.fetch(index)
+    with _trace.span("data.worker", "task", func=_TASK_FUNC, task=idx, worker=worker_id) as sp:
+        try:
+            return fetcher.fetch(index)
+        except StopIteration:
+            if not iterable:
+                raise  # a map-style dataset's StopIteration is an error like any other
+            sp.set(end=True)
+    raise StopIteration
 
 
 _TASK_FUNC = f"{__name__}._worker_loop"
@@ -283,7 +293,8 @@ def _worker_loop(
                 init_exception = None
             else:
                 try:
-                    data = _fetch_task(fetcher, idx, index, worker_id)
+                    iterable = dataset_kind == _DatasetKind.Iterable
+                    data = _fetch_task(fetcher, idx, index, worker_id, iterable)
                 except Exception as e:
                     if isinstance(e, StopIteration) and dataset_kind == _DatasetKind.Iterable:
                         data = _IterableDatasetStopIteration(worker_id)

@@ -311,6 +311,25 @@ def test_trace_shows_which_worker_made_each_batch(tmp_path) -> None:
         assert lanes == {f"worker {k}"}
 
 
+@pytest.mark.parametrize(
+    "workers", [0, pytest.param(2, marks=pytest.mark.multiprocess)], ids=["main", "workers"]
+)
+def test_an_iterable_dataset_that_ends_records_no_error(tmp_path, workers: int) -> None:
+    """Its StopIteration is the normal end: spans say ``end``, none says ``error``."""
+    path = str(tmp_path / "t.tsdb")
+    with tracer.record(path):
+        loader = R.DataLoader(iterable_dataset_class(R)(0, 5), batch_size=2, num_workers=workers)
+        batches = [b["i"].tolist() for b in loader]
+    assert sorted(batches) == ([[0, 1], [2], [3, 4]] if workers else [[0, 1], [2, 3], [4]])
+    t = tracer.load(path)
+    assert [t.kind_of(r) for r in range(t.n) if "error" in t.attrs(r)] == []
+    ended = [t.kind_of(r) for r in range(t.n) if t.attrs(r).get("end") is True]
+    if workers:  # each worker's last task found its shard ended; then the main side did
+        assert sorted(ended) == ["data.fetch"] * 2 + ["data.next"] + ["data.worker"] * 2
+    else:
+        assert sorted(ended) == ["data.fetch", "data.next"]
+
+
 @pytest.mark.multiprocess
 def test_iterable_length_warning_matches_torch() -> None:
     """Replicated workers yield more than len(dataset): torch's warning, word for word."""

@@ -205,6 +205,7 @@ def connect(trace: Trace) -> Any:  # -> duckdb.DuckDBPyConnection (imported lazi
     _small_table(con, _FINDINGS, _finding_rows(trace))
     _small_table(con, _META, [(k, str(v)) for k, v in trace.meta.items()])
     con.execute("DROP TABLE _strings")
+    con.execute("SET lock_configuration = true")  # no statement can switch any of it back
     return con
 
 

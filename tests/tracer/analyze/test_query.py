@@ -112,6 +112,7 @@ def test_the_database_reads_nothing_but_the_trace(path, tmp_path) -> None:
         f"SELECT * FROM read_csv('{outside}')",
         f"COPY spans TO '{tmp_path / 'out.csv'}'",
         "SET enable_external_access = true",
+        "SET python_enable_replacements = true",  # the configuration is locked
         "SELECT * FROM np",  # a Python variable: not scanned
     ):
         with pytest.raises(query.QueryError):

@@ -25,9 +25,11 @@ aside (``tracer.analyze.scope``), as torchscope's own spans already do.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -324,6 +326,20 @@ class Diff:
         out = {c: int((self.change == i + 1).sum()) for i, c in enumerate(CHANGES)}
         out["aligned"] = int(((self.row_a >= 0) & (self.row_b >= 0)).sum())
         return out
+
+    @cached_property
+    def lane_rank(self) -> np.ndarray:
+        """Each lane's place when listed: by name, numbers in numeric order
+        (``main``, ``rank 0``, ``rank 1``, ``worker 0``, ``worker 0 #2``...)."""
+
+        def natural(label: str) -> list:
+            label = label.replace("#", "~")  # "worker 0 / ..." before "worker 0 #2 / ..."
+            return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", label)]
+
+        order = sorted(range(len(self.lanes)), key=lambda k: natural(self.lanes[k]))
+        rank = np.empty(len(self.lanes), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return rank
 
     @property
     def structural(self) -> bool:

@@ -27,7 +27,8 @@ def _side(side: Side) -> dict[str, Any]:
 
 def _lanes(d: Diff) -> list[dict[str, Any]]:
     out = []
-    for lane, label in enumerate(d.lanes):
+    for lane in np.argsort(d.lane_rank).tolist():
+        label = d.lanes[lane]
         a = int((d.a.keep & (d.a.lane == lane)).sum())
         b = int((d.b.keep & (d.b.lane == lane)).sum())
         if not a and not b:
@@ -90,7 +91,7 @@ def changed_nodes(d: Diff) -> np.ndarray:
         if has.any():
             when[has] = since_segment_start(side)[rows[has]]
     lane, seg = d.segments(nodes)
-    return nodes[np.lexsort((when, seg, lane))]
+    return nodes[np.lexsort((when, seg, d.lane_rank[lane]))]
 
 
 def report(d: Diff, limit: int = 1000) -> dict[str, Any]:

@@ -88,7 +88,8 @@ class DiffTree:
         lanes, segs = d.segments(tops[first])
         out = []
         for code, lane, seg in sorted(
-            zip(codes.tolist(), lanes.tolist(), segs.tolist()), key=lambda t: (t[1], t[2])
+            zip(codes.tolist(), lanes.tolist(), segs.tolist()),
+            key=lambda t: (d.lane_rank[t[1]], t[2]),
         ):
             kids = self.children(code)
             info = d.step_info(lane, seg)

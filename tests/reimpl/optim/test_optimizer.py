@@ -200,6 +200,31 @@ def test_add_param_group_fills_defaults_and_repr_matches() -> None:
     assert reprs[0] == reprs[1]
 
 
+def test_add_param_group_is_a_span_with_the_group_it_added(tmp_path) -> None:
+    """One per group: the constructor's and the explicit ones (unfreezing a layer),
+    with the group's index, size and options; a refused group keeps its error."""
+    import tracer
+
+    path = str(tmp_path / "t.tsdb")
+    first, second = _leaf(), torch.zeros(2, 3, requires_grad=True)
+    with tracer.record(path):
+        opt = reimpl.optim.Adam([first], lr=0.01)
+        opt.add_param_group({"params": second, "lr": 0.5})
+        with pytest.raises(ValueError, match="more than one parameter group"):
+            opt.add_param_group({"params": [first]})
+    t = tracer.load(path)
+    rows = sorted((r for r in range(t.n) if t.kind_of(r) == "optim.add_param_group"),
+                  key=lambda r: t.start_ns[r])  # fmt: skip
+    assert [t.name_of(r) for r in rows] == ["Adam.add_param_group"] * 3
+    assert t.func_of(rows[0]) == "reimpl.optim.optimizer.Optimizer.add_param_group"
+    built, added, refused = (t.attrs(r) for r in rows)
+    assert (built["index"], built["params"], built["lr"]) == (0, 1, 0.01)
+    assert (added["index"], added["params"], added["numel"], added["lr"]) == (1, 1, 6, 0.5)
+    assert added["betas"] == [0.9, 0.999]  # filled in from the defaults
+    assert refused["error"].startswith("ValueError: some parameters appear")
+    assert len(opt.param_groups) == 2
+
+
 @pytest.mark.parametrize("set_to_none", [True, False])
 @pytest.mark.parametrize("foreach", [None, True])
 def test_zero_grad(set_to_none: bool, foreach: bool | None) -> None:

@@ -246,3 +246,15 @@ def test_siblings_on_two_threads_are_never_reordered(tmp_path):
     data = report(diff(a, b))
     assert not data["structural"], data["changes"]
     assert data["counts"]["aligned"] == 4
+
+
+def test_view_with_diff_hands_both_traces_and_the_kinds_to_the_viewer(tmp_path, monkeypatch):
+    import tracer.demo
+    from tracer.cli import main
+
+    a, b = _pair(tmp_path, handmade.two_steps(), handmade.two_steps())
+    calls = []
+    monkeypatch.setattr(tracer.demo, "find_viewer", lambda: lambda *a, **k: calls.append((a, k)))
+    assert main(["view", a.path, "--diff", b.path, "--kinds", "module.*, step"]) == 0
+    assert calls == [((a.path,), {"diff": b.path, "kinds": ["module.*", "step"]})]
+    assert main(["view", a.path]) == 0 and calls[-1] == ((a.path,), {})

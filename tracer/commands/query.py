@@ -30,7 +30,8 @@ def render_text(columns: list[str], rows: list[tuple]) -> str:
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     numeric = [
-        bool(rows) and all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)
+        any(isinstance(r[i], (int, float)) for r in rows)
+        and all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)
         for i in range(len(columns))
     ]
 

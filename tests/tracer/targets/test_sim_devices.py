@@ -148,3 +148,47 @@ def test_device_count_answers_the_simulated_count_only_when_asked():
         assert torch.cuda.device_count() == 3 and not torch.cuda.is_available()
         assert sim.meta()["sim_device_count"] == "3"
     assert torch.cuda.device_count is original
+
+
+class _Positional(nn.Module):
+    """Tensors made in forward "on x.device", as real models make masks and positions."""
+
+    def __init__(self, make: str = "device") -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.make = make
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.make == "device":
+            pos = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)
+            mask = (torch.rand(4) >= 0).to(x.device)  # made on the CPU, moved to x's device
+            return self.lin(x + pos) * mask + x.new_ones(1) + torch.zeros_like(x)
+        if self.make == "nodevice":
+            return self.lin(x) + torch.ones(4)  # a CPU tensor: GPUs refuse to mix it too
+        return self.lin(x).cpu() + x  # .cpu() is the CPU, here as on GPUs
+
+
+def test_tensors_made_on_x_device_land_on_the_replicas_device():
+    torch.manual_seed(0)
+    model = _Positional()
+    x = torch.randn(6, 4)
+    ref = model(x)
+    ref.sum().backward()
+    ref_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    with SimDevices(3):
+        out = torch.nn.DataParallel(model)(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, ref)
+    for p, g in zip(model.parameters(), ref_grads, strict=True):
+        torch.testing.assert_close(p.grad, g)
+
+
+@pytest.mark.parametrize("make", ["nodevice", "cpu"])
+def test_cpu_tensors_still_fail_to_mix_on_another_replica(make):
+    with SimDevices(2), pytest.raises(RuntimeError) as err:
+        torch.nn.DataParallel(_Positional(make))(torch.randn(4, 4))
+    assert str(err.value).startswith("Caught RuntimeError in replica 1 on device sim:1.")
+    last = str(err.value).strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: Expected all tensors to be on the same device")
+    assert "sim:0" in last and "sim:1" in last

@@ -29,9 +29,10 @@ keeps its plain model, and the end-of-run line says no DataParallel was made.
 N for the run anyway (``is_available()`` stays False, so such a program still
 picks the CPU): PyTorch's own DataParallel tutorial then runs unchanged. A
 simulated tensor's ``.device`` is ``cpu`` on every simulated device (torch has
-no device type to name ``sim:k``), so code that keys state by
-``tensor.device`` sees one device; ``.cuda()``/``.to("cuda")`` fail as on any
-CPU machine.
+no device type to name ``sim:k``): code that keys state by ``tensor.device``
+sees one device, and inside a replica :class:`ReplicaDevice` takes an explicit
+CPU device as the replica's own (``device=x.device``); ``.cuda()`` and
+``.to("cuda")`` fail as on any CPU machine.
 """
 
 from __future__ import annotations
@@ -43,16 +44,16 @@ from typing import Any
 
 import torch
 from torch.nn.modules import module as torch_module
+from torch.overrides import TorchFunctionMode
 
-from reimpl.devices import is_sim, sim_device
+from reimpl.devices import is_sim, retag, sim_device, sim_index
 from reimpl.nn.parallel import _lockstep, parallel_apply, replicate
-from reimpl.nn.parallel import data_parallel as reimpl_data_parallel
 from reimpl.nn.parallel import lockstep as reimpl_lockstep
 from reimpl.nn.parallel.data_parallel import DataParallel as ReimplDataParallel
 from reimpl.nn.parallel.scatter_gather import gather, scatter_kwargs
 from tracer.targets.torch.attach import Patches
 
-__all__ = ["DataParallel", "SimDevices", "data_parallel", "sim_device_ids"]
+__all__ = ["DataParallel", "ReplicaDevice", "SimDevices", "data_parallel", "sim_device_ids"]
 
 _DP_MODULE = sys.modules["torch.nn.parallel.data_parallel"]
 TorchDataParallel = _DP_MODULE.DataParallel
@@ -137,8 +138,12 @@ class DataParallel(TorchDataParallel):
         return scatter_kwargs(inputs, kwargs, device_ids, dim=self.dim)
 
     def parallel_apply(self, replicas: Sequence[Any], inputs: Sequence[Any], kwargs: Any) -> list:
-        """reimpl's ``parallel_apply``: one named thread per replica, in lockstep by default."""
+        """reimpl's ``parallel_apply``: one named thread per replica, in lockstep by default.
+
+        Replica k >= 1 runs under :class:`ReplicaDevice` (its ``x.device`` means sim:k).
+        """
         devices = self.device_ids[: len(replicas)]
+        replicas = [_OnDevice(m, d) if sim_index(d) else m for m, d in zip(replicas, devices)]
         if not self._sim_lockstep:
             return parallel_apply(replicas, inputs, kwargs, devices)
         with torch_lockstep():
@@ -157,17 +162,65 @@ def data_parallel(
     dim: int = 0,
     module_kwargs: Any | None = None,
 ) -> Any:
-    """``torch.nn.parallel.data_parallel`` on the simulated devices (reimpl's, ids mapped)."""
-    sim = _active
-    if sim is None:
+    """``torch.nn.parallel.data_parallel`` on the simulated devices: the same steps as
+    the module's forward (called directly: no module span, as torch's function has none)."""
+    if _active is None:
         raise RuntimeError("simulated data_parallel called outside a --sim-devices run")
-    ids = sim_device_ids(device_ids, sim.n)
-    out = ids[0] if output_device is None else _sim_id(output_device, sim.n, allow_cpu=True)
-    sim.made += 1
-    if not sim.lockstep:
-        return reimpl_data_parallel(module, inputs, ids, out, dim, module_kwargs)
-    with torch_lockstep():
-        return reimpl_data_parallel(module, inputs, ids, out, dim, module_kwargs)
+    if not isinstance(inputs, tuple):
+        inputs = (inputs,) if inputs is not None else ()
+    net = DataParallel(module, device_ids, output_device, dim)
+    return net.forward(*inputs, **(module_kwargs or {}))
+
+
+def _is_cpu(device: Any) -> bool:
+    """Whether a ``device=`` argument names the CPU (``x.device`` of a simulated tensor does)."""
+    if isinstance(device, torch.device):
+        return device.type == "cpu"
+    return isinstance(device, str) and device.split(":", 1)[0] == "cpu"
+
+
+class ReplicaDevice(TorchFunctionMode):
+    """Inside replica k >= 1: what the program makes "on ``x.device``" lands on sim:k.
+
+    A simulated tensor's ``.device`` is ``cpu`` (torch cannot name ``sim:k``), so
+    ``torch.arange(n, device=x.device)`` or ``mask.to(x.device)`` would otherwise
+    put a tensor on sim:0 and fail to mix with the replica's own: an error GPUs
+    do not have (there ``x.device`` is ``cuda:k``). On this replica's thread only
+    (torch function modes are per thread), a result made or moved with an explicit
+    CPU device becomes a sim:k tensor; one made with no device stays on the CPU
+    (sim:0) and fails to mix, as on GPUs, and ``.cpu()`` still means sim:0. A
+    literal ``"cpu"`` is taken as ``x.device`` too: the one case this gets wrong.
+    """
+
+    def __init__(self, device: str) -> None:
+        super().__init__()
+        self.device = device
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        ret = func(*args, **kwargs)
+        if type(ret) is torch.Tensor and (
+            _is_cpu(kwargs.get("device"))
+            or (func is torch.Tensor.to and any(_is_cpu(a) for a in args[1:]))
+        ):
+            return retag(ret, self.device)
+        return ret
+
+
+class _OnDevice:
+    """A replica as ``parallel_apply`` calls it: runs under :class:`ReplicaDevice`."""
+
+    __slots__ = ("device", "module")
+
+    def __init__(self, module: Any, device: str) -> None:
+        self.module = module
+        self.device = device
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with ReplicaDevice(self.device):
+            return self.module(*args, **kwargs)
 
 
 _lockstep_depth = 0

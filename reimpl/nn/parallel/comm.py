@@ -156,7 +156,31 @@ def reduce_add_coalesced(
     with _trace.span("dp.reduce_add", "reduce_add_coalesced") as span:
         if _trace.sink is not None:  # recording: what came from where
             span.set(**_reduction(inputs, destination))
-        return _reduce_add_coalesced(inputs, destination, buffer_size)
+        if is_sim(destination):
+            return tuple(reduce_add(group, destination) for group in zip(*inputs))
+        dense_tensors: list[list] = [[] for _ in inputs]  # shape (num_gpus, num_tensors)
+        output = []
+        ref_order = []
+        # process sparse ones first since they may have different sizes on different gpus
+        for tensor_at_gpus in zip(*inputs):
+            if all(t.is_sparse for t in tensor_at_gpus):
+                result = reduce_add(tensor_at_gpus, destination)  # this will be sparse too
+                output.append(result)
+                ref_order.append(tensor_at_gpus[0])
+            else:
+                for coll, t in zip(dense_tensors, tensor_at_gpus):
+                    coll.append(t.to_dense() if t.is_sparse else t)
+                ref_order.append(dense_tensors[0][-1])
+        itrs = [_take_tensors(tensors, buffer_size) for tensors in dense_tensors]
+        # now the dense ones, which have consistent sizes
+        for chunks in zip(*itrs):
+            flat_tensors = [_flatten_dense_tensors(chunk) for chunk in chunks]  # (num_gpus,)
+            flat_result = reduce_add(flat_tensors, destination)
+            for t in _unflatten_dense_tensors(flat_result, chunks[0]):
+                # The unflattened tensors do not share storage, and we don't expose
+                # base flat tensor anyways, so give them different version counters.
+                output.append(t.data)
+        return tuple(_reorder_tensors_as(output, ref_order))
 
 
 def _reduction(inputs: Sequence[Sequence[Tensor]], destination: Any) -> dict:
@@ -174,37 +198,6 @@ def _reduction(inputs: Sequence[Sequence[Tensor]], destination: Any) -> dict:
         "sizes": sizes,
         "bytes": sum(sizes.values()),
     }
-
-
-def _reduce_add_coalesced(
-    inputs: Sequence[Sequence[Tensor]], destination: Any, buffer_size: int
-) -> tuple[Tensor, ...]:
-    """The body of upstream's ``reduce_add_coalesced``."""
-    if is_sim(destination):
-        return tuple(reduce_add(group, destination) for group in zip(*inputs))
-    dense_tensors: list[list] = [[] for _ in inputs]  # shape (num_gpus, num_tensors)
-    output = []
-    ref_order = []
-    # process sparse ones first since they may have different sizes on different gpus
-    for tensor_at_gpus in zip(*inputs):
-        if all(t.is_sparse for t in tensor_at_gpus):
-            result = reduce_add(tensor_at_gpus, destination)  # this will be sparse too
-            output.append(result)
-            ref_order.append(tensor_at_gpus[0])
-        else:
-            for coll, t in zip(dense_tensors, tensor_at_gpus):
-                coll.append(t.to_dense() if t.is_sparse else t)
-            ref_order.append(dense_tensors[0][-1])
-    itrs = [_take_tensors(tensors, buffer_size) for tensors in dense_tensors]
-    # now the dense ones, which have consistent sizes
-    for chunks in zip(*itrs):
-        flat_tensors = [_flatten_dense_tensors(chunk) for chunk in chunks]  # (num_gpus,)
-        flat_result = reduce_add(flat_tensors, destination)
-        for t in _unflatten_dense_tensors(flat_result, chunks[0]):
-            # The unflattened tensors do not share storage, and we don't expose
-            # base flat tensor anyways, so give them different version counters.
-            output.append(t.data)
-    return tuple(_reorder_tensors_as(output, ref_order))
 
 
 @mirrors("torch.nn.parallel.comm.scatter")

@@ -3,7 +3,8 @@
 Seams: torch's global optimizer step hooks (``register_optimizer_step_pre_hook``
 and ``..._post_hook``: the span covers the step and the optimizer's own hooks,
 which torch runs inside the global ones), and ``Optimizer.zero_grad`` and
-``Module.zero_grad`` wrapped on their classes for the run. The step's
+``Module.zero_grad`` and ``Optimizer.add_param_group`` (``optim.add_param_group``,
+the constructor's groups included) wrapped on their classes for the run. The step's
 attributes are reimpl's (``reimpl/optim/optimizer.py``), evidence included:
 ``id``, ``no_grad``, ``param_names``. torch's per-group and per-parameter
 updates run inside its kernels (foreach, fused) with no seam: no
@@ -23,7 +24,7 @@ import torch
 import torch.optim.optimizer as torch_optimizer
 
 from reimpl import _trace
-from reimpl.optim.optimizer import _step_evidence
+from reimpl.optim.optimizer import _added_group, _step_evidence
 from tracer.targets.torch.attach import Options, Patches
 
 _open: dict[int, tuple[int, int, dict]] = {}
@@ -70,8 +71,27 @@ def _traced_zero_grad(kind: str, suffix: str, zero_grad: Callable) -> Callable:
     return wrapper
 
 
+def _traced_add_param_group(add_param_group: Callable) -> Callable:
+    """``add_param_group`` (the constructor's groups included) inside an
+    ``optim.add_param_group`` span with reimpl's attributes."""
+    func = f"{add_param_group.__module__}.{add_param_group.__qualname__}"
+
+    @functools.wraps(add_param_group)
+    def wrapper(self: Any, param_group: dict) -> None:
+        if _trace.sink is None:
+            return add_param_group(self, param_group)
+        name = f"{type(self).__name__}.add_param_group"
+        with _trace.span("optim.add_param_group", name, func=func) as span:
+            add_param_group(self, param_group)
+            span.set(**_added_group(self.param_groups))
+        return None
+
+    return wrapper
+
+
 def install(patches: Patches, options: Options) -> None:
-    """Registers the global step hooks and wraps both ``zero_grad``s."""
+    """Registers the global step hooks, wraps both ``zero_grad``s and ``add_param_group``."""
+    patches.wrap(torch.optim.Optimizer, "add_param_group", _traced_add_param_group)
     patches.on_detach(_open.clear)
     patches.on_detach(torch_optimizer.register_optimizer_step_pre_hook(_step_pre).remove)
     patches.on_detach(torch_optimizer.register_optimizer_step_post_hook(_step_post).remove)

@@ -37,8 +37,8 @@ class SegmentInfo:
 
     code: int
     lane: str
+    lane_id: int
     segment: int
-    title: str
     changes: int
 
 
@@ -81,26 +81,32 @@ class DiffTree:
         return kids[np.lexsort((tie, key))]
 
     def segments(self) -> list[SegmentInfo]:
-        """Every (lane, step) that holds nodes, lane by lane in step order."""
+        """Every (lane, step) that holds nodes, lane by lane in step order, with
+        the changes in it (counted with numpy: a long run has tens of thousands)."""
         d = self.diff
         tops = np.flatnonzero(d.node_parent < 0)
-        codes, first = np.unique(d.node_parent[tops], return_index=True)
+        codes, first, inverse = np.unique(
+            d.node_parent[tops], return_index=True, return_inverse=True
+        )
+        changes = np.bincount(
+            inverse.reshape(-1), weights=self.changes_below[tops], minlength=len(codes)
+        )
         lanes, segs = d.segments(tops[first])
-        out = []
-        for code, lane, seg in sorted(
-            zip(codes.tolist(), lanes.tolist(), segs.tolist()),
-            key=lambda t: (d.lane_rank[t[1]], t[2]),
-        ):
-            kids = self.children(code)
-            info = d.step_info(lane, seg)
-            if info is not None:
-                index = "" if info["index"] is None else f", index {info['index']}"
-                title = f"step #{info['ordinal']} ({info['name']}{index})"
-            else:
-                title = "before the first step" if lane in d.step_lanes else "all spans"
-            changes = int(self.changes_below[kids].sum())
-            out.append(SegmentInfo(code, d.lanes[lane], seg, title, changes))
-        return out
+        order = np.lexsort((segs, d.lane_rank[lanes])) if len(codes) else []
+        return [
+            SegmentInfo(int(codes[i]), d.lanes[lanes[i]], int(lanes[i]), int(segs[i]),
+                        int(changes[i]))
+            for i in order
+        ]  # fmt: skip
+
+    def segment_title(self, seg: SegmentInfo) -> str:
+        """``step #2 (swa step, index 2)``, ``before the first step`` or ``all spans``."""
+        d = self.diff
+        info = d.step_info(seg.lane_id, seg.segment)
+        if info is not None:
+            index = "" if info["index"] is None else f", index {info['index']}"
+            return f"step #{info['ordinal']} ({info['name']}{index})"
+        return "before the first step" if seg.lane_id in d.step_lanes else "all spans"
 
     def change(self, node: int) -> str | None:
         """ "missing", "extra", "reordered" or None."""

@@ -31,10 +31,12 @@ AUTO_OPEN = 300  # nodes opened at start, following the changes
 
 @dataclass
 class DiffNode:
-    """What a tree node stands for: a lane, a segment (step) or an aligned node."""
+    """What a tree node stands for: a lane, a segment (step), an aligned node, or
+    "more" (the next page of its parent's children)."""
 
-    what: str  # "lane", "segment", "node" or "note"
-    key: int = -1  # segment code or node id
+    what: str  # "lane", "segment", "node" or "more"
+    key: int | str = -1  # lane label, segment code or node id
+    shown: int = 0  # children added so far
     loaded: bool = False
 
 
@@ -57,7 +59,10 @@ class DiffView(Container):
         super().__init__(id="diff-view")
         self.a, self.b, self.kinds = a, b, kinds
         self.tree_model = None  # a tracer.analyze.diff_tree.DiffTree once computed
-        self.tree_nodes: dict[int, TreeNode[DiffNode]] = {}
+        self.tree_nodes: dict[int, TreeNode[DiffNode]] = {}  # aligned node -> tree node
+        self.segment_nodes: dict[int, TreeNode[DiffNode]] = {}  # segment code -> tree node
+        self.segment_info: dict = {}  # segment code -> SegmentInfo
+        self.lane_segments: dict[str, list] = {}  # lane label -> its SegmentInfo, in order
         self.summary: dict | None = None
 
     def compose(self) -> ComposeResult:
@@ -73,7 +78,6 @@ class DiffView(Container):
         """Loads both traces and aligns them off the UI thread."""
         import tracer
         from tracer.analyze.diff import diff
-        from tracer.analyze.diff_report import report
         from tracer.analyze.diff_tree import DiffTree
         from tracer.file.errors import TraceError
 
@@ -82,8 +86,11 @@ class DiffView(Container):
         except (TraceError, OSError) as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
-        summary = report(d, limit=0)
-        self.app.call_from_thread(self._show, DiffTree(d), summary)
+        # what the header says; the report's time tables are not shown here
+        summary = {"counts": d.counts(), "structural": d.structural, "notes": d.notes}
+        model = DiffTree(d)
+        model.changed  # noqa: B018 -- the reading order of changes, ready for n
+        self.app.call_from_thread(self._show, model, summary)
 
     def _failed(self, error: str) -> None:
         self.query_one("#diff-summary", Static).update(Text(error, style="bold red"))
@@ -105,20 +112,11 @@ class DiffView(Container):
             head.append(f"\nnote: {note}", style="dim")
         self.query_one("#diff-summary", Static).update(head)
         tree = self.query_one(Tree)
-        lanes: dict[str, TreeNode[DiffNode]] = {}
-        budget = [AUTO_OPEN]
         for seg in model.segments():
-            lane = lanes.get(seg.lane)
-            if lane is None:
-                lane = lanes[seg.lane] = tree.root.add(
-                    Text(seg.lane, style="bold"), DiffNode("lane"), expand=True
-                )
-            label = Text(seg.title)
-            if seg.changes:
-                label.append(f"  ({seg.changes} changes)", style="bold red")
-            node = lane.add(label, DiffNode("segment", seg.code))
-            if seg.changes:
-                self._open(node, budget)
+            self.lane_segments.setdefault(seg.lane, []).append(seg)
+        budget = [AUTO_OPEN]
+        for lane in self.lane_segments:
+            self._open(tree.root.add(Text(lane, style="bold"), DiffNode("lane", lane)), budget)
         if not summary["structural"] and tree.root.children:  # nothing to follow: show the top
             first = tree.root.children[0].children
             if first:
@@ -132,28 +130,57 @@ class DiffView(Container):
         self._load(node)
         node.expand()
         budget[0] -= 1
-        model = self.tree_model
         for child in node.children:
-            data = child.data
-            if budget[0] <= 0 or data is None or data.what != "node":
-                continue
-            if model.changes_below[data.key] > (model.change(data.key) is not None):
+            if budget[0] <= 0:
+                return
+            if child.data is not None and self._holds_changes(child.data):
                 self._open(child, budget)
 
+    def _holds_changes(self, data: DiffNode) -> bool:
+        model = self.tree_model
+        if data.what == "segment":
+            return self.segment_info[data.key].changes > 0
+        if data.what == "node":
+            return model.changes_below[data.key] > (model.change(data.key) is not None)
+        return False
+
+    def _kids(self, data: DiffNode) -> list:
+        if data.what == "lane":
+            return self.lane_segments[data.key]
+        return self.tree_model.children(data.key).tolist()
+
     def _load(self, node: TreeNode[DiffNode]) -> None:
+        """Adds the first page of a node's children (once)."""
         data = node.data
-        if data is None or data.loaded or data.what not in ("segment", "node"):
+        if data is None or data.loaded or data.what not in ("lane", "segment", "node"):
             return
         data.loaded = True
-        kids = self.tree_model.children(data.key)
-        for k in kids[:PAGE].tolist():
-            self.tree_nodes[k] = node.add(
-                self.label(k),
-                DiffNode("node", k),
-                allow_expand=len(self.tree_model.children(k)) > 0,
-            )
-        if len(kids) > PAGE:
-            node.add_leaf(Text(f"... {len(kids) - PAGE:,} more", style="dim"), DiffNode("note"))
+        self._load_page(node)
+
+    def _load_page(self, node: TreeNode[DiffNode]) -> None:
+        """Adds the next ``PAGE`` children of ``node``, with a "more" leaf after them."""
+        data = node.data
+        kids = self._kids(data)
+        for child in list(node.children):
+            if child.data is not None and child.data.what == "more":
+                child.remove()
+        page = kids[data.shown : data.shown + PAGE]
+        data.shown += len(page)
+        for kid in page:
+            if data.what == "lane":
+                self.segment_info[kid.code] = kid
+                label = Text(self.tree_model.segment_title(kid))
+                if kid.changes:
+                    label.append(f"  ({kid.changes} changes)", style="bold red")
+                self.segment_nodes[kid.code] = node.add(label, DiffNode("segment", kid.code))
+            else:
+                has_kids = len(self.tree_model.children(kid)) > 0
+                self.tree_nodes[kid] = node.add(
+                    self.label(kid), DiffNode("node", kid), allow_expand=has_kids
+                )
+        if data.shown < len(kids):
+            more = Text(f"... {len(kids) - data.shown:,} more (enter)", style="dim")
+            node.add_leaf(more, DiffNode("more"))
 
     def label(self, node: int) -> Text:
         """Mark, kind and name, times in A and B, and changes below."""
@@ -167,6 +194,11 @@ class DiffView(Container):
         if below:
             text.append(f"  [{below} below]", style="red")
         return text
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[DiffNode]) -> None:
+        node = event.node
+        if node.data is not None and node.data.what == "more" and node.parent is not None:
+            self._load_page(node.parent)
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[DiffNode]) -> None:
         self._load(event.node)
@@ -185,24 +217,37 @@ class DiffView(Container):
             return
         node = self.show_node(target)
         if node is not None:
+            _ = tree.last_line  # line numbers rebuilt after the nodes just added
             tree.move_cursor(node)
             tree.scroll_to_node(node)
 
     def show_node(self, target: int) -> TreeNode[DiffNode] | None:
-        """Opens the tree down to aligned node ``target`` and returns its tree node."""
+        """Opens the tree down to aligned node ``target`` (paging on where the way
+        passes a long list) and returns its tree node."""
         model = self.tree_model
         path = model.diff.path(target)
-        top_parent = int(model.diff.node_parent[path[0]])
-        segment = next(
-            (n for lane in self.query_one(Tree).root.children for n in lane.children
-             if n.data is not None and n.data.key == top_parent),
+        code = int(model.diff.node_parent[path[0]])
+        lane = next(
+            (n for n in self.query_one(Tree).root.children
+             if n.data is not None and any(s.code == code for s in self.lane_segments[n.data.key])),
             None,
         )  # fmt: skip
-        if segment is None:
+        if lane is None:
             return None
-        for node in [segment] + [self.tree_nodes.get(p) for p in path[:-1]]:
+        node = self._reveal(lane, code, self.segment_nodes)
+        for step in path:
             if node is None:
                 return None
-            self._load(node)
-            node.expand()
-        return self.tree_nodes.get(target)
+            node = self._reveal(node, step, self.tree_nodes)
+        return node
+
+    def _reveal(self, parent: TreeNode[DiffNode], key: int, index: dict) -> TreeNode | None:
+        """Opens ``parent`` and pages on until the child ``key`` is shown."""
+        self._load(parent)
+        parent.expand()
+        while key not in index and parent.data is not None:
+            before = parent.data.shown
+            self._load_page(parent)
+            if parent.data.shown == before:
+                return None
+        return index.get(key)

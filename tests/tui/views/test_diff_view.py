@@ -105,3 +105,44 @@ def test_diff_view_snapshot(snap_compare, tmp_path, monkeypatch):
 
     app = TorchscopeApp("a.tsdb", diff="b.tsdb")
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+async def test_long_lists_come_a_page_at_a_time_and_n_pages_on(tmp_path, monkeypatch):
+    from tui.views import diff as diff_view
+
+    monkeypatch.setattr(diff_view, "PAGE", 2)
+
+    def steps() -> list[Span]:
+        return [
+            Span("step", "step", k * 100, k * 100 + 90,
+                 [Span("optim.step", "SGD", k * 100 + 10, k * 100 + 80)])
+            for k in range(5)
+        ]  # fmt: skip
+
+    a_roots, b_roots = steps(), steps()
+    b_roots[4].children.append(Span("sched.step", "StepLR.step", 485, 488))
+    a, b = str(tmp_path / "a.tsdb"), str(tmp_path / "b.tsdb")
+    handmade.write(a, a_roots)
+    handmade.write(b, b_roots)
+    app = TorchscopeApp(a, diff=b)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        view = app.screen.query_one(DiffView)
+        tree = view.query_one(Tree)
+        lane = tree.root.children[0]
+        assert [str(n.label) for n in lane.children] == [
+            "step #0 (step)",
+            "step #1 (step)",
+            "... 3 more (enter)",
+        ]
+        tree.move_cursor(lane.children[-1])
+        await pilot.press("enter")  # the next page
+        assert [str(n.label) for n in lane.children][2:] == [
+            "step #2 (step)",
+            "step #3 (step)",
+            "... 1 more (enter)",
+        ]
+        await pilot.press("n")  # step #4 is past the page: the view pages on to it
+        node = tree.cursor_node
+        assert view.tree_model.diff.label(node.data.key) == "sched.step StepLR.step"
+        assert [str(n.label) for n in lane.children][-1].startswith("step #4 (step)")

@@ -361,10 +361,10 @@ class Diff:
 
     def segments(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lane, segment) of each node, read from its row in A or else in B."""
-        ra, rb = self.row_a[nodes], self.row_b[nodes]
-        code = np.where(ra >= 0, self.a.segment[np.maximum(ra, 0)], 0)
-        if len(self.b.segment):
-            code = np.where(ra >= 0, code, self.b.segment[np.maximum(rb, 0)])
+        code = np.full(len(nodes), -2, dtype=np.int64)
+        for side, rows in ((self.b, self.row_b[nodes]), (self.a, self.row_a[nodes])):
+            has = rows >= 0  # A's segment where the node is in A, else B's
+            code[has] = side.segment[rows[has]]
         value = -code - 2
         return value >> _SEG_BITS, value & ((1 << _SEG_BITS) - 1)
 

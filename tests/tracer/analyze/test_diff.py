@@ -258,3 +258,20 @@ def test_view_with_diff_hands_both_traces_and_the_kinds_to_the_viewer(tmp_path, 
     assert main(["view", a.path, "--diff", b.path, "--kinds", "module.*, step"]) == 0
     assert calls == [((a.path,), {"diff": b.path, "kinds": ["module.*", "step"]})]
     assert main(["view", a.path]) == 0 and calls[-1] == ((a.path,), {})
+
+
+def test_an_empty_trace_against_itself_and_against_a_full_one(tmp_path):
+    from tracer.analyze.diff_tree import DiffTree
+
+    empty = handmade.write(str(tmp_path / "e.tsdb"), [])
+    full = handmade.write(str(tmp_path / "f.tsdb"), handmade.two_steps())
+    same = diff(empty, empty)
+    assert not same.structural and same.counts()["aligned"] == 0
+    assert DiffTree(same).segments() == [] and DiffTree(same).next_change() is None
+    data = report(diff(empty, full))
+    # B's steps have no counterpart to align with: its lane is compared without them
+    assert data["counts"] == {"missing": 0, "extra": 5, "reordered": 0, "aligned": 0}
+    assert {c["path"][-1] for c in data["changes"]} == {
+        "module.forward net", "optim.step SGD", "data.next __next__",
+        "module.forward net #2", "optim.step SGD #2",
+    }  # fmt: skip

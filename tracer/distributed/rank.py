@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import importlib.abc
+import multiprocessing
 import os
 import socket
 import sys
@@ -120,9 +121,37 @@ class _AfterC10dImport(importlib.abc.MetaPathFinder):
         return None
 
 
+def launched() -> None:
+    """Under torchrun (``RANK`` and ``WORLD_SIZE`` set): the rank is named from
+    the start, so a rank that dies or hangs before its process group is up
+    (or never gets one) is still rank R of W in the merge."""
+    rank, world = os.environ.get("RANK", ""), os.environ.get("WORLD_SIZE", "")
+    if _trace.sink is None or not (rank.isdigit() and world.isdigit()):
+        return
+    if multiprocessing.parent_process() is not None:
+        return  # a rank's own spawned child (a DataLoader worker) inherits RANK
+    local = os.environ.get("LOCAL_RANK", "")
+    node = os.environ.get("GROUP_RANK", "")
+    _trace.set_process_role("rank", int(rank))
+    _trace.snapshot(
+        "rank",
+        rank,
+        {
+            "rank": int(rank),
+            "local_rank": int(local) if local.isdigit() else None,
+            "world_size": int(world),
+            "node_rank": int(node) if node.isdigit() else None,
+            "host": socket.gethostname(),
+            "backend": None,  # not known before init_process_group
+            "launch": os.environ.get("TORCHSCOPE_LAUNCH") or " ".join(sys.argv),
+        },
+    )
+
+
 def follow() -> None:
     """Starts watching for the process group (idempotent)."""
     global _finder
+    launched()
     if _C10D in sys.modules:
         _patch()
     elif _finder is None:

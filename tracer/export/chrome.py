@@ -23,6 +23,7 @@ import numpy as np
 
 from tracer import progress
 from tracer.analyze.lanes import thread_names
+from tracer.distributed.peers import peers
 from tracer.file.output import atomic_output
 from tracer.file.trace import Trace
 
@@ -159,7 +160,8 @@ def dp_flow_pairs(trace: Trace) -> list[tuple[int, int, str]]:
 
 
 def collective_flow_pairs(trace: Trace) -> list[tuple[int, int, str]]:
-    """The k-th collective of the first rank -> the k-th of every other rank."""
+    """Each collective of the first rank -> the same collective on every other rank
+    (by group and sequence number; by position for spans recorded without them)."""
     codes = [i for i, text in enumerate(trace.strings) if str(text).startswith("collective.")]
     rows = np.flatnonzero(np.isin(trace.kind, codes))
     ranked = sorted(
@@ -171,7 +173,13 @@ def collective_flow_pairs(trace: Trace) -> list[tuple[int, int, str]]:
         mine = rows[trace.part[rows] == p.part]
         per_rank.append(mine[np.argsort(trace.start_ns[mine], kind="stable")].tolist())
     pairs = []
-    for other in per_rank[1:]:
+    for a in per_rank[0] if per_rank else []:
+        op = trace.kind_of(a).removeprefix("collective.")
+        matched = peers(trace, a)  # numbered spans: the same (group, seq) on every rank
+        pairs.extend((a, b, op) for b in matched if b != a)
+    if pairs:
+        return pairs
+    for other in per_rank[1:]:  # recorded without numbers: the k-th of each rank
         for a, b in zip(per_rank[0], other):
             pairs.append((a, b, trace.kind_of(a).removeprefix("collective.")))
     return pairs

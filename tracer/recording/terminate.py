@@ -37,6 +37,7 @@ def _sigterm_to_exit(recorder: Any) -> Callable[[int, FrameType | None], None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if recorder.active and not recorder._stopping.locked():
+            recorder._terminated = "SIGTERM"  # the part says so, whoever closes it first
             raise SystemExit(128 + signum)
 
     return handler

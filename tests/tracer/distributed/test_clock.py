@@ -126,3 +126,18 @@ def test_the_syncbn_graph_draws_the_merged_waits(two_hosts):
             assert data["wait_ns"] == attrs["wait_ns"]  # the wait for the slowest rank
             point = g.nodes[f"sync {node[1]}"]
             assert point["straggler"] == f"rank {attrs['last_rank']}" or point["max_wait_ns"] == 0
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_chrome_flow_arrows_join_the_same_collective(two_hosts):
+    from tracer.export.chrome import collective_flow_pairs
+
+    out = two_hosts / "flows.tsdb"
+    merge(str(out), [str(two_hosts / "host1.tsdb"), str(two_hosts / "host0.tsdb")])
+    t = tracer.load(str(out))
+    pairs = collective_flow_pairs(t)
+    assert len(pairs) == 4
+    for a, b, _op in pairs:
+        key = lambda r: (t.attrs(r)["group"], t.attrs(r)["seq"])  # noqa: E731
+        assert key(a) == key(b) and t.process_of(a).role_index == 0

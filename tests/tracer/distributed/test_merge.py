@@ -66,3 +66,33 @@ def test_a_killed_rank_is_named_with_its_last_collective(tmp_path):
         seqs = sorted(t.attrs(r)["seq"] for r in rows if t.kind_of(r).startswith("collective."))
         assert steps == ["step 0", "step 1", "step 2"] and seqs == [0, 1, 2]
         assert parts[rank].status != "ok"  # they ended with an error or SIGTERM
+
+
+NEVER_JOINS = """
+    import sys, os
+    from datetime import timedelta
+    import torch.distributed as dist
+    if os.environ["RANK"] == "1":
+        sys.exit(3)  # dies before joining the process group
+    dist.init_process_group("gloo", timeout=timedelta(seconds=600))
+"""
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_a_rank_that_never_joins_ends_the_others_and_is_named(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(NEVER_JOINS))
+    out = tmp_path / "run.tsdb"
+    command = [
+        sys.executable, "-m", "tracer.cli", "record", "--nproc-per-node", "2",
+        "--monitor-interval", "0.1", "-o", str(out), str(script),
+    ]  # fmt: skip
+    # bounded far below the 600 s rank 0 would wait in init_process_group on its own
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    report = json.loads(tracer.load(str(out)).meta["merge"])
+    assert report["ranks"] == [0, 1] and report["world_size"] == 2  # named from torchrun's env
+    stopped = {s["rank"]: s for s in report["stopped_early"]}
+    assert stopped[1]["status"] == "exit 3" and stopped[1]["last"] is None
+    assert stopped[0]["status"] == "terminated: SIGTERM"  # the agent ended it, it flushed

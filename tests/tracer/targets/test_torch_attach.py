@@ -8,6 +8,7 @@ torch``. The user's own hooks are back in their dicts, unwrapped.
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -60,6 +61,10 @@ class Store:
 
     def hook(self, module, args, output) -> None:
         self.stored = output
+
+
+def log_output(module, args, output) -> None:
+    """A stateless hook (a deep copy of the model copies it as it is)."""
 
 
 def _train_a_little(model: torch.nn.Module) -> None:
@@ -152,6 +157,19 @@ def test_the_record_command_restores_torch_when_the_script_raises(tmp_path):
     trace = tracer.load(out)
     assert trace.meta["target"] == "torch"
     assert "module.forward" in {trace.kind_of(r) for r in range(len(trace.kind))}
+
+
+def test_a_model_copied_or_saved_during_the_run_holds_the_user_s_hooks(trace_path, tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    model[0].register_forward_hook(log_output)
+    with tracer.record(trace_path, target="torch"):
+        model(torch.randn(1, 4))  # the tree is seen, its hooks wrapped
+        assert type(next(iter(model[0]._forward_hooks.values()))).__name__ == "_Hook"
+        twin = copy.deepcopy(model)
+        torch.save(model, tmp_path / "m.pt")
+    assert list(twin[0]._forward_hooks.values()) == [log_output]
+    saved = (tmp_path / "m.pt").read_bytes()
+    assert b"tracer" not in saved and b"_Hook" not in saved
 
 
 def test_one_adapter_at_a_time():

@@ -30,6 +30,7 @@ the recording are recorded from the root's second call on.
 from __future__ import annotations
 
 import functools
+import operator
 import weakref
 from collections.abc import Callable
 from threading import get_ident
@@ -116,6 +117,12 @@ class _Hook(rm._TracedHook):
     ``hook.*`` span with reimpl's attributes (identity, source, state evidence)."""
 
     __slots__ = ()
+
+    def __reduce__(self) -> tuple:
+        """Copied or pickled (``deepcopy(model)``, ``torch.save(model)`` during the
+        run), a wrapper becomes the user's hook again: no torchscope object leaves
+        the run inside a model."""
+        return operator.itemgetter(0), ((self.hook,),)
 
     def __call__(self, *args: Any) -> Any:
         if _trace.sink is None:

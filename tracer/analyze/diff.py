@@ -61,7 +61,9 @@ _M1, _M2, _M3, _M4 = 0x5851F42D4C957F2D, 0x14057B7EF767814F, 0x2545F4914F6CDD1D,
 
 
 def _hash(a: int, b: int, c: int, d: int, mask: int) -> int:
-    h = (a * _M1) ^ (b * _M2) ^ (c * _M3) ^ (d * _M4)
+    # int(): plain Python ints when run uncompiled (no numpy overflow warning);
+    # compiled, int64 arithmetic that wraps. Either is a good hash.
+    h = (int(a) * _M1) ^ (int(b) * _M2) ^ (int(c) * _M3) ^ (int(d) * _M4)
     return (h ^ (h >> 29)) & mask
 
 

@@ -41,6 +41,10 @@ def log_grad(module, grad_input, grad_output) -> None:
     assert grad_output[0] is not None
 
 
+def no_init(module) -> None:
+    """What ``model.apply(init_fn)`` gets; leaves the weights alone."""
+
+
 def train(backend: str, steps: int = 2) -> None:
     """Two steps of a hooked model, as a user writes them on either backend."""
     ns = backend_namespace(backend)
@@ -48,6 +52,7 @@ def train(backend: str, steps: int = 2) -> None:
     model = ns.nn.Sequential(
         ns.nn.Linear(4, 8), ns.nn.BatchNorm1d(8), ns.nn.ReLU(), ns.nn.Linear(8, 2)
     )
+    model.apply(no_init).float()  # cold paths: module.apply, module.apply_fn
     model[1].register_forward_hook(Store().hook)
     model[0].register_forward_pre_hook(scale_input)
     model[3].register_full_backward_hook(log_grad)

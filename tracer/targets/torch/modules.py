@@ -5,9 +5,10 @@ Seams: torch's global forward pre/post hooks (``register_module_forward_pre_hook
 hooks (a submodule, parameter or buffer assigned: cached paths are stale), and
 the values of each module's own hook dicts, wrapped in place for the run (the
 user's hooks record ``hook.*`` spans) and put back at detach; and
-``Module.train`` wrapped for the run (``module.train``, once per root call).
-The other cold paths reimpl records (``_apply``, ``state_dict``, ``apply``)
-are not wrapped.
+``Module.train``, ``_apply`` (``.to()``, ``.double()``...) and ``apply``
+wrapped for the run (``module.train``, ``module.apply_fn``, ``module.apply``:
+once per root call, with reimpl's helpers and attributes). ``state_dict`` and
+``load_state_dict`` are not wrapped.
 
 Paths, classes and structure snapshots come from reimpl's own cache
 (``reimpl/nn/modules/module.py``: names from the root's ``named_modules``),
@@ -196,6 +197,26 @@ def _traced_train(train: Any) -> Any:
     return functools.wraps(train)(wrapper)
 
 
+def _traced_cold(kind: str, traced: Callable) -> Callable:
+    """``Module._apply`` / ``Module.apply``: one span on the root's call, through
+    reimpl's own helper (``_traced_apply``, ``_traced_module_apply``: it calls the
+    method again, and the calls inside find the kind open and run torch's code)."""
+
+    def make(method: Callable) -> Callable:
+        def wrapper(self: Any, fn: Callable, *args: Any) -> Any:
+            if _trace.sink is None or not rm._outermost(kind):
+                return method(self, fn, *args)
+            return traced(self, fn, *args)
+
+        return functools.wraps(method)(wrapper)
+
+    return make
+
+
+def _traced_apply(module: Any, fn: Callable, recurse: bool = True) -> Any:
+    return rm._traced_apply(module, fn, recurse)
+
+
 def _wrapping_register(register: Any) -> Any:
     """A ``register_*_hook`` method that wraps the hook it registers, in place."""
 
@@ -240,5 +261,7 @@ def install(patches: Patches, options: Options) -> None:
     else:
         patches.wrap(torch.nn.Module, "_call_impl", _traced_call_impl)
     patches.wrap(torch.nn.Module, "train", _traced_train)
+    patches.wrap(torch.nn.Module, "_apply", _traced_cold("module.apply_fn", _traced_apply))
+    patches.wrap(torch.nn.Module, "apply", _traced_cold("module.apply", rm._traced_module_apply))
     for name in REGISTER_METHODS:
         patches.wrap(torch.nn.Module, name, _wrapping_register)

@@ -7,15 +7,19 @@ waits that follow the order the ranks arrived in.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import textwrap
 from collections import defaultdict
 
 import pytest
 from torch.distributed.run import get_args_parser
 
 import tracer
+from samples.syncbn import _free_port
 from tracer.distributed import launch
+from tracer.distributed.merge import merge
 
 
 def test_every_torchrun_option_is_passed_through():
@@ -109,3 +113,46 @@ def tracer_report(t):
     import json
 
     return json.loads(t.meta["merge"])
+
+
+TWO_HOSTS = """
+    from datetime import timedelta
+    import torch, torch.distributed as dist
+    from reimpl._collectives import collective
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    t = torch.ones(3)
+    for _ in range(3):
+        collective("all_reduce", lambda: dist.all_reduce(t), [t])
+    dist.destroy_process_group()
+"""
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_two_nodes_write_a_part_each_and_merge_onto_rank_0s_clock(tmp_path):
+    script = tmp_path / "two.py"
+    script.write_text(textwrap.dedent(TWO_HOSTS))
+    out = tmp_path / "two.tsdb"
+    port = str(_free_port())
+    fronts = []
+    for node in (0, 1):
+        command = [
+            sys.executable, "-m", "tracer.cli", "record", "--nproc-per-node", "1",
+            "--nnodes", "2", "--node-rank", str(node), "--master-addr", "127.0.0.1",
+            "--master-port", port, "-o", str(out), str(script),
+        ]  # fmt: skip
+        skew = {"TORCHSCOPE_CLOCK_SKEW_NS": str(5_000_000_000 * node)}  # node 1: 5 s ahead
+        fronts.append(
+            subprocess.Popen(
+                command, env=dict(os.environ, **skew), stderr=subprocess.PIPE, text=True
+            )
+        )
+    errors = [p.communicate(timeout=180)[1] for p in fronts]
+    assert [p.returncode for p in fronts] == [0, 0], errors
+    parts = [tmp_path / "two.node0.tsdb", tmp_path / "two.node1.tsdb"]
+    assert all(p.exists() for p in parts) and not out.exists()  # no merge on one node
+    assert "torchscope merge" in errors[0] and "two.node*.tsdb" in errors[0]
+    report = merge(str(out), [str(p) for p in parts]).report
+    node1 = report["inputs"][1]
+    assert node1["ranks"] == [1] and abs(node1["shift_ns"] + 5_000_000_000) <= node1["error_ns"]
+    assert report["collectives"] == {"points": 3, "complete": 3}

@@ -9,9 +9,9 @@ ORDER = 35  # place in --help: after record
 
 def run(ns: argparse.Namespace) -> int:
     """Merges the part files, prints the report (missing ranks, last collectives)."""
-    from tracer.distributed.merge import main_progress, merge_and_report
+    from tracer.distributed.merge import merge_and_report
 
-    return merge_and_report(ns.output, ns.parts, None if ns.quiet else main_progress)
+    return merge_and_report(ns.output, ns.parts)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,5 +25,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("output", help="the merged trace to write")
     p.add_argument("parts", nargs="+", help="part files (one per host)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)

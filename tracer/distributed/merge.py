@@ -21,18 +21,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from tracer import progress
 from tracer.distributed.matching import Arrival, Matches, arrivals, match
 from tracer.distributed.parts import PartFile, open_part_file, thread_index
 from tracer.file.blocks import Block
 from tracer.file.errors import TraceError
 from tracer.file.store import Batch, StoreWriter
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 _NEVER_CLOSED = "died (never closed its part: killed, crashed, or still running)"
 
 
@@ -61,17 +61,21 @@ def _world_size(inputs: list[PartFile], found: list[Arrival]) -> int | None:
     return max(sizes) if sizes else None
 
 
-def _scan(inputs: list[PartFile], progress: Progress | None) -> list[Arrival]:
+def _total_spans(inputs: list[PartFile]) -> int:
+    return sum(p.spans for pf in inputs for p in pf.processes)
+
+
+def _scan(inputs: list[PartFile]) -> list[Arrival]:
     """Pass 1: every numbered collective span of every rank."""
     found: list[Arrival] = []
-    for where, pf in enumerate(inputs):
-        ranks = pf.ranks
-        for block in pf.blocks():
-            rank = ranks.get(block.part)
-            if rank is not None:
-                found.extend(arrivals(block, pf.strings, rank, where, pf.shift_ns))
-        if progress is not None:
-            progress("matching collectives", where + 1, len(inputs))
+    with progress.task("merge: matching collectives", total=_total_spans(inputs)) as bar:
+        for where, pf in enumerate(inputs):
+            ranks = pf.ranks
+            for block in pf.blocks():
+                rank = ranks.get(block.part)
+                if rank is not None:
+                    found.extend(arrivals(block, pf.strings, rank, where, pf.shift_ns))
+                bar.advance(block.n)
     return found
 
 
@@ -92,7 +96,7 @@ def _with_matches(block: Block, where: int, matches: Matches) -> tuple[np.ndarra
 
 
 def _copy(
-    pf: PartFile, where: int, writer: StoreWriter, matches: Matches, run_id: str
+    pf: PartFile, where: int, writer: StoreWriter, matches: Matches, run_id: str, bar: Any
 ) -> tuple[int, dict[int, int]]:
     """Pass 2 for one input: its parts, threads, snapshots and blocks."""
     new_part: dict[int, int] = {}
@@ -137,6 +141,7 @@ def _copy(
         )
         writer.write(new_part[block.part], batch, [], [])
         spans += block.n
+        bar.advance(block.n)
     return spans, new_part
 
 
@@ -192,7 +197,7 @@ def _merged_meta(inputs: list[PartFile], report: dict) -> dict[str, str]:
     return meta
 
 
-def merge(output: str, paths: list[str], progress: Progress | None = None) -> MergeResult:
+def merge(output: str, paths: list[str]) -> MergeResult:
     """Merges the part files ``paths`` into a new trace at ``output``."""
     if not paths:
         raise TraceError("merge: give the part files to merge.")
@@ -203,7 +208,7 @@ def merge(output: str, paths: list[str], progress: Progress | None = None) -> Me
     try:
         for path in paths:
             inputs.append(open_part_file(path))
-        found = _scan(inputs, progress)
+        found = _scan(inputs)
         world = _world_size(inputs, found)
         matches = match(found, world)
         report = _report(inputs, matches, world)
@@ -215,10 +220,9 @@ def merge(output: str, paths: list[str], progress: Progress | None = None) -> Me
         spans = 0
         try:
             writer.set_meta(_merged_meta(inputs, report))
-            for where, pf in enumerate(inputs):
-                spans += _copy(pf, where, writer, matches, run_id)[0]
-                if progress is not None:
-                    progress("writing", where + 1, len(inputs))
+            with progress.task("merge: writing", total=_total_spans(inputs)) as bar:
+                for where, pf in enumerate(inputs):
+                    spans += _copy(pf, where, writer, matches, run_id, bar)[0]
         finally:
             writer.close()
         os.replace(tmp, output)
@@ -229,10 +233,12 @@ def merge(output: str, paths: list[str], progress: Progress | None = None) -> Me
     return MergeResult(output, spans, report, warnings)
 
 
-def merge_and_report(output: str, paths: list[str], progress: Progress | None = None) -> int:
-    """``merge`` for the command line: the report (and warnings) on stderr; 1 on a bad input."""
+def merge_and_report(output: str, paths: list[str]) -> int:
+    """``merge`` for the command line: the report (and warnings) on stderr, progress
+    bars on a terminal; 1 on a bad input."""
     try:
-        result = merge(output, paths, progress)
+        with progress.shown():
+            result = merge(output, paths)
     except TraceError as exc:
         print(f"torchscope merge: {exc}", file=sys.stderr)
         return 1
@@ -269,9 +275,3 @@ def _ranges(numbers: list[int]) -> str:
     from tracer.file.trace import _ranges as ranges
 
     return ranges(numbers) or "none"
-
-
-def main_progress(stage: str, done: int, total: int) -> None:
-    """A plain progress line on stderr (a terminal gets it rewritten in place)."""
-    end = "\n" if done == total or not sys.stderr.isatty() else "\r"
-    print(f"torchscope merge: {stage} {done}/{total}", end=end, file=sys.stderr, flush=True)

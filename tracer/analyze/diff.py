@@ -564,3 +564,25 @@ def module_times(d: Diff) -> list[dict[str, Any]]:
     for entry in out.values():
         entry["ratio"] = _ratio(entry["a_ns"], entry["b_ns"])
     return sorted(out.values(), key=lambda e: (e["module"], e["kind"]))
+
+
+def step_times(d: Diff) -> list[dict[str, Any]]:
+    """Per lane with steps in both traces: each step's wall time in A and B (paired
+    by position), and the ratio B/A."""
+    out = []
+    for lane in sorted(d.step_lanes, key=lambda k: d.lane_rank[k]):
+        rows_a, rows_b = d.a.steps.get(lane, []), d.b.steps.get(lane, [])
+        for k, (ra, rb) in enumerate(zip(rows_a, rows_b)):
+            a_ns, b_ns = int(d.a.trace.dur_ns[ra]), int(d.b.trace.dur_ns[rb])
+            info = d.step_info(lane, k + 1) or {}
+            out.append(
+                {
+                    "lane": d.lanes[lane],
+                    "ordinal": k,
+                    "index": info.get("index"),
+                    "a_ns": a_ns,
+                    "b_ns": b_ns,
+                    "ratio": _ratio(a_ns, b_ns),
+                }
+            )
+    return out

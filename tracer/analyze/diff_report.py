@@ -8,7 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from tracer.analyze.diff import CHANGES, SCHEMA_VERSION, Diff, Side, kind_times, module_times
+from tracer.analyze.diff import (
+    CHANGES,
+    SCHEMA_VERSION,
+    Diff,
+    Side,
+    kind_times,
+    module_times,
+    step_times,
+)
 from tracer.file.errors import one_line
 
 MARKS = {"missing": "-", "extra": "+", "reordered": "~"}
@@ -110,6 +118,7 @@ def report(d: Diff, limit: int = 1000) -> dict[str, Any]:
         "changes_left_out": max(0, len(nodes) - limit),
         "kinds": kind_times(d),
         "modules": module_times(d),
+        "steps": step_times(d),
         "notes": d.notes,
         "warnings": warnings,
     }
@@ -139,6 +148,22 @@ def step_title(change: dict[str, Any]) -> str:
     else:
         where = f"step segment {change['segment']}"
     return f"{change['lane']}, {where}"
+
+
+def _step_lines(steps: list[dict[str, Any]]) -> list[str]:
+    """One line per lane: its steps' time ratios B/A, median and range."""
+    out = []
+    by_lane: dict[str, list[float]] = {}
+    for s in steps:
+        if s["ratio"] is not None:
+            by_lane.setdefault(s["lane"], []).append(s["ratio"])
+    for lane, ratios in by_lane.items():
+        r = sorted(ratios)
+        out.append(
+            f"step time B/A, {lane}: median {r[len(r) // 2]:.2f}x "
+            f"({r[0]:.2f}x to {r[-1]:.2f}x over {len(r)} steps)"
+        )
+    return ["", *out] if out else []
 
 
 def render_text(data: dict[str, Any], width: int = 100, top: int = 20) -> str:
@@ -178,6 +203,7 @@ def render_text(data: dict[str, Any], width: int = 100, top: int = 20) -> str:
             )
     if data["changes_left_out"]:
         out.append(f"  ... and {data['changes_left_out']:,} more (--limit)")
+    out += _step_lines(data["steps"])
     out += [
         "",
         f"{'time per kind (self)':<28}{'A n':>8}{'A ms':>11}{'B n':>8}{'B ms':>11}{'B/A':>8}",

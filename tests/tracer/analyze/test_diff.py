@@ -152,8 +152,15 @@ def test_cli_exit_status_and_json_schema(tmp_path):
     assert data["schema"] == "torchscope.diff" and data["schema_version"] == 1
     assert set(data) == {
         "schema", "schema_version", "a", "b", "structural", "counts", "lanes", "changes",
-        "changes_left_out", "kinds", "modules", "notes", "warnings",
+        "changes_left_out", "kinds", "modules", "steps", "notes", "warnings",
     }  # fmt: skip
+    assert [(s["ordinal"], s["a_ns"], s["b_ns"], s["ratio"]) for s in data["steps"]] == [
+        (0, 1000, 3000, 3.0),
+        (1, 900, 2700, 3.0),
+    ]
+    assert "step time B/A, main / main: median 3.00x (3.00x to 3.00x over 2 steps)" in (
+        torchscope("diff", a.path, str(tmp_path / "b.tsdb")).stdout
+    )
     b_roots = handmade.two_steps()
     b_roots[0].children.append(Span("sched.step", "StepLR.step", 960, 990))
     handmade.write(str(tmp_path / "c.tsdb"), b_roots)

@@ -53,6 +53,7 @@ def train(backend: str, steps: int = 2) -> None:
         ns.nn.Linear(4, 8), ns.nn.BatchNorm1d(8), ns.nn.ReLU(), ns.nn.Linear(8, 2)
     )
     model.apply(no_init).float()  # cold paths: module.apply, module.apply_fn
+    model.load_state_dict(model.state_dict())  # module.state_dict, module.load_state_dict
     model[1].register_forward_hook(Store().hook)
     model[0].register_forward_pre_hook(scale_input)
     model[3].register_full_backward_hook(log_grad)

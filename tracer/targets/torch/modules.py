@@ -5,10 +5,10 @@ Seams: torch's global forward pre/post hooks (``register_module_forward_pre_hook
 hooks (a submodule, parameter or buffer assigned: cached paths are stale), and
 the values of each module's own hook dicts, wrapped in place for the run (the
 user's hooks record ``hook.*`` spans) and put back at detach; and
-``Module.train``, ``_apply`` (``.to()``, ``.double()``...) and ``apply``
-wrapped for the run (``module.train``, ``module.apply_fn``, ``module.apply``:
-once per root call, with reimpl's helpers and attributes). ``state_dict`` and
-``load_state_dict`` are not wrapped.
+``Module.train``, ``_apply`` (``.to()``, ``.double()``...), ``apply``,
+``state_dict`` and ``load_state_dict`` wrapped for the run (``module.train``,
+``module.apply_fn``, ``module.apply``, ``module.state_dict``: once per root
+call, with reimpl's helpers and attributes; ``module.load_state_dict``).
 
 Paths, classes and structure snapshots come from reimpl's own cache
 (``reimpl/nn/modules/module.py``: names from the root's ``named_modules``),
@@ -50,6 +50,7 @@ from tracer.targets.torch.attach import Options, Patches
 FORWARD_FUNC = "torch.nn.modules.module.Module._call_impl"
 HOOK_FUNC = FORWARD_FUNC  # torch calls every module hook from _call_impl
 TRAIN_FUNC = "torch.nn.modules.module.Module.train"
+LOAD_FUNC = "torch.nn.modules.module.Module.load_state_dict"
 
 after_forward_hook: list[Callable] = []
 """With the global-hooks forward seam (global_hooks.py): called after each of a
@@ -217,6 +218,38 @@ def _traced_apply(module: Any, fn: Callable, recurse: bool = True) -> Any:
     return rm._traced_apply(module, fn, recurse)
 
 
+def _traced_state_dict(state_dict: Callable) -> Callable:
+    """``Module.state_dict``: one ``module.state_dict`` span on the root's call
+    (reimpl's helper, ``keys`` counted); the deprecated positional form runs as is."""
+
+    def wrapper(
+        self: Any, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False
+    ) -> Any:
+        if _trace.sink is None or args or not rm._outermost("module.state_dict"):
+            return state_dict(
+                self, *args, destination=destination, prefix=prefix, keep_vars=keep_vars
+            )
+        return rm._traced_state_dict(self, destination, prefix, keep_vars)
+
+    return functools.wraps(state_dict)(wrapper)
+
+
+def _traced_load_state_dict(load_state_dict: Callable) -> Callable:
+    """``Module.load_state_dict`` inside a ``module.load_state_dict`` span with
+    reimpl's attributes (``strict``, ``keys``, ``missing``, ``unexpected``)."""
+
+    def wrapper(self: Any, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        if _trace.sink is None:
+            return load_state_dict(self, state_dict, strict, assign)
+        with _trace.span("module.load_state_dict", type(self).__name__, func=LOAD_FUNC,
+                         strict=strict, keys=len(state_dict)) as span:  # fmt: skip
+            result = load_state_dict(self, state_dict, strict, assign)
+            span.set(missing=len(result.missing_keys), unexpected=len(result.unexpected_keys))
+        return result
+
+    return functools.wraps(load_state_dict)(wrapper)
+
+
 def _wrapping_register(register: Any) -> Any:
     """A ``register_*_hook`` method that wraps the hook it registers, in place."""
 
@@ -263,5 +296,7 @@ def install(patches: Patches, options: Options) -> None:
     patches.wrap(torch.nn.Module, "train", _traced_train)
     patches.wrap(torch.nn.Module, "_apply", _traced_cold("module.apply_fn", _traced_apply))
     patches.wrap(torch.nn.Module, "apply", _traced_cold("module.apply", rm._traced_module_apply))
+    patches.wrap(torch.nn.Module, "state_dict", _traced_state_dict)
+    patches.wrap(torch.nn.Module, "load_state_dict", _traced_load_state_dict)
     for name in REGISTER_METHODS:
         patches.wrap(torch.nn.Module, name, _wrapping_register)

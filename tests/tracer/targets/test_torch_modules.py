@@ -59,6 +59,7 @@ def train(backend: str, steps: int = 2) -> None:
     model[3].register_full_backward_hook(log_grad)
     optimizer = ns.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scheduler = ns.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    optimizer.load_state_dict(optimizer.state_dict())  # optim.state_dict spans
     for _ in range(steps):
         optimizer.zero_grad()
         model(torch.randn(5, 4)).sum().backward()

@@ -3,8 +3,9 @@
 Seams: torch's global optimizer step hooks (``register_optimizer_step_pre_hook``
 and ``..._post_hook``: the span covers the step and the optimizer's own hooks,
 which torch runs inside the global ones), and ``Optimizer.zero_grad`` and
-``Module.zero_grad`` and ``Optimizer.add_param_group`` (``optim.add_param_group``,
-the constructor's groups included) wrapped on their classes for the run. The step's
+``Module.zero_grad``, ``Optimizer.add_param_group`` (``optim.add_param_group``,
+the constructor's groups included), ``state_dict`` and ``load_state_dict``
+(``optim.state_dict``) wrapped on their classes for the run. The step's
 attributes are reimpl's (``reimpl/optim/optimizer.py``), evidence included:
 ``id``, ``no_grad``, ``param_names``. torch's per-group and per-parameter
 updates run inside its kernels (foreach, fused) with no seam: no
@@ -89,9 +90,25 @@ def _traced_add_param_group(add_param_group: Callable) -> Callable:
     return wrapper
 
 
+def _traced_state_dict_op(name: str, method: Callable) -> Callable:
+    """``Optimizer.state_dict`` / ``load_state_dict`` in an ``optim.state_dict`` span."""
+    func = f"{method.__module__}.{method.__qualname__}"
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _trace.sink is None:
+            return method(self, *args, **kwargs)
+        with _trace.span("optim.state_dict", name, func=func, optimizer=type(self).__name__):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def install(patches: Patches, options: Options) -> None:
     """Registers the global step hooks, wraps both ``zero_grad``s and ``add_param_group``."""
     patches.wrap(torch.optim.Optimizer, "add_param_group", _traced_add_param_group)
+    for name in ("state_dict", "load_state_dict"):
+        patches.wrap(torch.optim.Optimizer, name, functools.partial(_traced_state_dict_op, name))
     patches.on_detach(_open.clear)
     patches.on_detach(torch_optimizer.register_optimizer_step_pre_hook(_step_pre).remove)
     patches.on_detach(torch_optimizer.register_optimizer_step_post_hook(_step_post).remove)

@@ -408,7 +408,8 @@ def _drop_kinds(a: Trace, b: Trace, notes: list[str]) -> set[str]:
 def diff(a: Trace, b: Trace, kinds: Sequence[str] | None = None) -> Diff:
     """Aligns ``b`` against ``a`` (see the module docstring). ``kinds``: compare
     only spans of these kinds (patterns; ``["public"]`` is ``PUBLIC_KINDS``),
-    the others transparent; None compares every kind."""
+    the others transparent; None compares every kind. ValueError when no
+    span of either trace is of those kinds (a mistyped pattern)."""
     notes: list[str] = []
     drop = _drop_kinds(a, b, notes)
     if kinds is not None:
@@ -418,6 +419,12 @@ def diff(a: Trace, b: Trace, kinds: Sequence[str] | None = None) -> Diff:
     lanes: dict[str, int] = {}
     sa = _prepare(a, "A", strings, lanes, drop, kinds)
     sb = _prepare(b, "B", strings, lanes, drop, kinds)
+    if kinds is not None and sa.n_kept + sb.n_kept == 0 and a.n + b.n > 0:
+        there = sorted({str(t.strings[c]) for t in (a, b) for c in np.unique(t.kind).tolist()})
+        raise ValueError(
+            f"no span of the kinds {', '.join(kinds)} in either trace; the traces hold "
+            f"{', '.join(there)} (patterns: 'module.*', or 'public')"
+        )
     lane_names = list(lanes)
     step_lanes, flat_lanes = set(), set()
     for lane in set(sa.steps) | set(sb.steps):

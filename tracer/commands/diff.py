@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tracer.commands.reporting import load_reporting
+from tracer.file.errors import one_line
 
 ORDER = 55  # place in --help
 
@@ -18,7 +20,11 @@ def run(ns: argparse.Namespace) -> int:
     a = load_reporting(ns.a)
     b = load_reporting(ns.b)
     kinds = None if ns.kinds is None else [k.strip() for k in ns.kinds.split(",") if k.strip()]
-    data = report(diff(a, b, kinds), limit=ns.limit)
+    try:
+        data = report(diff(a, b, kinds), limit=ns.limit)
+    except ValueError as exc:  # --kinds that match nothing
+        print(one_line(f"torchscope diff: --kinds: {exc}"), file=sys.stderr)
+        return 2
     print(render_json(data) if ns.json else render_text(data))
     return 1 if data["structural"] else 0
 

@@ -83,7 +83,7 @@ class DiffView(Container):
 
         try:
             d = diff(tracer.load(self.a), tracer.load(self.b), self.kinds)
-        except (TraceError, OSError) as exc:
+        except (TraceError, OSError, ValueError) as exc:  # ValueError: --kinds match nothing
             self.app.call_from_thread(self._failed, str(exc))
             return
         # what the header says; the report's time tables are not shown here

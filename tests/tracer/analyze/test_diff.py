@@ -282,3 +282,12 @@ def test_an_empty_trace_against_itself_and_against_a_full_one(tmp_path):
         "module.forward net", "optim.step SGD", "data.next __next__",
         "module.forward net #2", "optim.step SGD #2",
     }  # fmt: skip
+
+
+def test_kinds_that_match_nothing_are_bad_input(tmp_path):
+    a, b = _pair(tmp_path, handmade.two_steps(), handmade.two_steps())
+    with pytest.raises(ValueError, match=r"no span of the kinds modul\.forward"):
+        diff(a, b, ["modul.forward"])
+    result = torchscope("diff", a.path, b.path, "--kinds", "modul.forward")
+    assert result.returncode == 2
+    assert "the traces hold data.next, module.forward, optim.step, step" in result.stderr

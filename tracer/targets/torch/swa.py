@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch.optim.swa_utils as torch_swa
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from reimpl import _trace
 from tracer.targets.torch.attach import Options, Patches
@@ -36,10 +37,30 @@ def _traced_update_bn(update_bn: Callable) -> Callable:
 
     @functools.wraps(update_bn)
     def wrapper(loader: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
-        with _trace.span("swa.update_bn", type(model).__name__, func=func):
+        if _trace.sink is None:
             return update_bn(loader, model, *args, **kwargs)
+        with _trace.span("swa.update_bn", type(model).__name__, func=func) as sp:
+            norms = sum(isinstance(m, _BatchNorm) for m in model.modules())
+            batches = _Counted(loader)
+            out = update_bn(batches if norms else loader, model, *args, **kwargs)
+            if norms:  # as reimpl: nothing to say when the model has no BatchNorm
+                sp.set(batchnorms=norms, batches=batches.n)
+        return out
 
     return wrapper
+
+
+class _Counted:
+    """The loader ``update_bn`` iterates, counting the batches it hands out."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.n = 0
+
+    def __iter__(self) -> Any:
+        for batch in self.loader:
+            self.n += 1
+            yield batch
 
 
 def install(patches: Patches, options: Options) -> None:

@@ -30,7 +30,8 @@ def training_loop(changed: bool, steps: int = STEPS) -> None:
     loss_fn = ns.nn.CrossEntropyLoss()
     optimizer = ns.optim.SGD(model.named_parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     scheduler = ns.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
-    for index, (images, labels) in enumerate(train_step.synthetic_batches(ns.data, steps)):
+    batches = train_step.synthetic_batches(ns.data, steps, num_workers=0)  # no workers: faster
+    for index, (images, labels) in enumerate(batches):
         with _trace.step(index):
             optimizer.zero_grad()
             loss = loss_fn(model(images), labels)

@@ -1,12 +1,17 @@
 """``module.forward``, ``hook.*`` and ``module.backward`` spans of torch.nn modules.
 
-Seams: torch's global forward pre/post hooks (``register_module_forward_pre_hook``,
-``register_module_forward_hook(always_call=True)``), the global registration
-hooks (a submodule, parameter or buffer assigned: cached paths are stale), and
-the values of each module's own hook dicts, wrapped in place for the run (the
-user's hooks record ``hook.*`` spans) and put back at detach; and
-``Module.train``, ``_apply`` (``.to()``, ``.double()``...), ``apply``,
-``state_dict`` and ``load_state_dict`` wrapped for the run (``module.train``,
+Seams: ``Module._call_impl`` wrapped for the run (``__call__`` calls it): one
+inline record per module call, as reimpl's own ``_call_impl`` makes, around
+torch's whole call (the module's own hooks and backward-hook wrappers
+included), and torch keeps its no-hook fast path. ``attach(forward="hooks")``
+takes the spans from torch's global forward hooks instead (global_hooks.py).
+The values of each module's own hook dicts are wrapped in place for the run
+(the user's hooks record ``hook.*`` spans) and put back at detach: as they are
+registered (``Module.register_*_hook`` wrapped) and, for hooks registered
+before the recording started, when the module's tree is first seen. torch's
+global module/parameter/buffer registration hooks say when cached paths are
+stale. ``Module.train``, ``_apply`` (``.to()``, ``.double()``...), ``apply``,
+``state_dict`` and ``load_state_dict`` are wrapped too (``module.train``,
 ``module.apply_fn``, ``module.apply``, ``module.state_dict``: once per root
 call, with reimpl's helpers and attributes; ``module.load_state_dict``).
 
@@ -16,16 +21,6 @@ which only needs what a torch module has too; so an optimizer's
 ``param_names`` evidence and the snapshots work unchanged. Backward spans use
 reimpl's boundary hook as it is chosen per attach: the native stamp
 (``reimpl/_native``) or its Python fallback, never global backward hooks.
-
-Order inside torch's ``_call_impl``: global pre-hooks run before the module's
-own, so the span opens first; but global forward hooks run *before* the
-module's own, so when the module has forward hooks of its own the span stays
-open and the last of them closes it (its result is the module's result).
-A module's hooks are wrapped as they are registered (``Module.register_*_hook``
-wrapped for the run), and, for hooks registered before the recording started,
-when the module's tree is first seen; torch reads a module's pre-hooks and
-backward hooks before calling ours, so those of a root registered before
-the recording are recorded from the root's second call on.
 """
 
 from __future__ import annotations

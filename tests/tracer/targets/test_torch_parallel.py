@@ -24,6 +24,20 @@ def _rows(trace, kind):
     return [r for r in range(len(trace.kind)) if trace.kind_of(r) == kind]
 
 
+def _assert_two_named_replicas(trace, device: str) -> None:
+    """Two ``dp.replica`` spans, each on a thread named after it serving ``device``,
+    linked to the ``dp.parallel_apply`` span, with its replica's forward inside."""
+    (outer,) = _rows(trace, "dp.parallel_apply")
+    replicas = _rows(trace, "dp.replica")
+    assert sorted(trace.name_of(r) for r in replicas) == ["replica 0", "replica 1"]
+    for r in replicas:
+        thread = trace.threads[int(trace.thread[r])]
+        assert (thread.name, thread.device) == (trace.name_of(r), device)
+        assert trace.parent[r] == outer  # linked across threads
+        (forward,) = [c for c in trace.children(r) if trace.kind_of(c) == "module.forward"]
+        assert trace.thread[forward] == trace.thread[r]
+
+
 @pytest.mark.gpu
 @ONE_GPU
 def test_parallel_apply_names_each_replica_thread(trace_path):
@@ -31,16 +45,7 @@ def test_parallel_apply_names_each_replica_thread(trace_path):
     inputs = [(torch.randn(3, 4, device="cuda:0"),) for _ in range(2)]
     with tracer.record(trace_path, target="torch"):
         torch.nn.parallel.parallel_apply(modules, inputs, None, [0, 0])
-    trace = tracer.load(trace_path)
-    (apply,) = _rows(trace, "dp.parallel_apply")
-    replicas = _rows(trace, "dp.replica")
-    assert sorted(trace.name_of(r) for r in replicas) == ["replica 0", "replica 1"]
-    for r in replicas:
-        thread = trace.threads[int(trace.thread[r])]
-        assert thread.name == trace.name_of(r) and thread.device == "cuda:0"
-        assert trace.parent[r] == apply  # linked across threads
-    forwards = _rows(trace, "module.forward")
-    assert {int(trace.thread[r]) for r in forwards} == {int(trace.thread[r]) for r in replicas}
+    _assert_two_named_replicas(tracer.load(trace_path), "cuda:0")
 
 
 @pytest.mark.gpu
@@ -83,13 +88,4 @@ def test_the_wrapper_names_replica_threads_and_links_them(trace_path):
     modules = [torch.nn.Linear(4, 2) for _ in range(2)]
     with tracer.record(trace_path, target="torch"):
         apply(modules, [(torch.randn(3, 4),) for _ in range(2)], None, ["cpu", "cpu"])
-    trace = tracer.load(trace_path)
-    (outer,) = _rows(trace, "dp.parallel_apply")
-    replicas = _rows(trace, "dp.replica")
-    assert sorted(trace.name_of(r) for r in replicas) == ["replica 0", "replica 1"]
-    for r in replicas:
-        thread = trace.threads[int(trace.thread[r])]
-        assert (thread.name, thread.device) == (trace.name_of(r), "cpu")
-        assert trace.parent[r] == outer
-        (forward,) = [c for c in trace.children(r) if trace.kind_of(c) == "module.forward"]
-        assert trace.thread[forward] == trace.thread[r]
+    _assert_two_named_replicas(tracer.load(trace_path), "cpu")

@@ -48,7 +48,6 @@ PUBLIC_KINDS = (
     "step", "module.forward", "module.backward", "hook.*", "optim.step", "optim.zero_grad",
     "sched.step", "data.*", "dp.*", "collective.*",
 )  # fmt: skip
-MODULE_KINDS = ("module.forward", "module.backward")
 _SEG_BITS = 32  # a segment code is -(2 + lane << 32 | segment): never a node id
 
 
@@ -514,82 +513,3 @@ def _changes(
         moved = out_of_order(group, pb[order])
         change[both[order][moved]] = 3
     return change, size
-
-
-# -- times ---------------------------------------------------------------------
-
-
-def _ratio(a: int, b: int) -> float | None:
-    return None if a == 0 else round(b / a, 4)
-
-
-def kind_times(d: Diff) -> list[dict[str, Any]]:
-    """Per kind: spans and self time in A and B, and the ratio B/A."""
-    out: dict[str, dict[str, Any]] = {}
-    for tag, side in (("a", d.a), ("b", d.b)):
-        rows = np.flatnonzero(side.keep)
-        if not len(rows):
-            continue
-        codes = side.kind[rows]
-        uniq, inv = np.unique(codes, return_inverse=True)
-        own = aggregate.sum_by(
-            inv.reshape(-1).astype(np.int64), side.trace.self_ns[rows], len(uniq)
-        )
-        counts = np.bincount(inv.reshape(-1), minlength=len(uniq))
-        for code, c, s in zip(uniq.tolist(), counts.tolist(), own.tolist()):
-            entry = out.setdefault(str(d.strings[code]), _empty_times(str(d.strings[code])))
-            entry[f"{tag}_count"], entry[f"{tag}_self_ns"] = int(c), int(s)
-    for entry in out.values():
-        entry["ratio"] = _ratio(entry["a_self_ns"], entry["b_self_ns"])
-    return sorted(out.values(), key=lambda e: -max(e["a_self_ns"], e["b_self_ns"]))
-
-
-def _empty_times(kind: str) -> dict[str, Any]:
-    return {"kind": kind, "a_count": 0, "b_count": 0, "a_self_ns": 0, "b_self_ns": 0}
-
-
-def module_times(d: Diff) -> list[dict[str, Any]]:
-    """Per module path and direction: calls and inclusive time in A and B, ratio B/A."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for tag, side in (("a", d.a), ("b", d.b)):
-        codes = [c for c in (d.strings.index(k) for k in MODULE_KINDS if k in d.strings)]
-        rows = np.flatnonzero(side.keep & np.isin(side.kind, codes))
-        if not len(rows):
-            continue
-        key = (side.kind[rows] << 32) | side.name[rows]
-        uniq, inv = np.unique(key, return_inverse=True)
-        inv = inv.reshape(-1).astype(np.int64)
-        incl = aggregate.sum_by(inv, side.trace.dur_ns[rows], len(uniq))
-        counts = np.bincount(inv, minlength=len(uniq))
-        for k, c, t in zip(uniq.tolist(), counts.tolist(), incl.tolist()):
-            kind, name = str(d.strings[k >> 32]), str(d.strings[k & 0xFFFFFFFF])
-            entry = out.setdefault(
-                (name, kind),
-                {"module": name, "kind": kind, "a_count": 0, "b_count": 0, "a_ns": 0, "b_ns": 0},
-            )
-            entry[f"{tag}_count"], entry[f"{tag}_ns"] = int(c), int(t)
-    for entry in out.values():
-        entry["ratio"] = _ratio(entry["a_ns"], entry["b_ns"])
-    return sorted(out.values(), key=lambda e: (e["module"], e["kind"]))
-
-
-def step_times(d: Diff) -> list[dict[str, Any]]:
-    """Per lane with steps in both traces: each step's wall time in A and B (paired
-    by position), and the ratio B/A."""
-    out = []
-    for lane in sorted(d.step_lanes, key=lambda k: d.lane_rank[k]):
-        rows_a, rows_b = d.a.steps.get(lane, []), d.b.steps.get(lane, [])
-        for k, (ra, rb) in enumerate(zip(rows_a, rows_b)):
-            a_ns, b_ns = int(d.a.trace.dur_ns[ra]), int(d.b.trace.dur_ns[rb])
-            info = d.step_info(lane, k + 1) or {}
-            out.append(
-                {
-                    "lane": d.lanes[lane],
-                    "ordinal": k,
-                    "index": info.get("index"),
-                    "a_ns": a_ns,
-                    "b_ns": b_ns,
-                    "ratio": _ratio(a_ns, b_ns),
-                }
-            )
-    return out

@@ -1,5 +1,6 @@
 """What ``torchscope diff`` prints: the alignment of ``tracer.analyze.diff`` as
-plain data (the ``--json`` schema, documented in docs/diff.md) and as text."""
+plain data (the ``--json`` schema, documented in docs/diff.md) and as text,
+with the time tables (per kind, per module, per step; ratios B/A)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from tracer.analyze.diff import (
-    CHANGES,
-    SCHEMA_VERSION,
-    Diff,
-    Side,
-    kind_times,
-    module_times,
-    step_times,
-)
+from tracer.analyze import aggregate
+from tracer.analyze.diff import CHANGES, SCHEMA_VERSION, Diff, Side
 from tracer.file.errors import one_line
 
+MODULE_KINDS = ("module.forward", "module.backward")
 MARKS = {"missing": "-", "extra": "+", "reordered": "~"}
 
 
@@ -102,6 +97,85 @@ def changed_nodes(d: Diff) -> np.ndarray:
     return nodes[np.lexsort((when, seg, d.lane_rank[lane]))]
 
 
+# -- times ---------------------------------------------------------------------
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return None if a == 0 else round(b / a, 4)
+
+
+def kind_times(d: Diff) -> list[dict[str, Any]]:
+    """Per kind: spans and self time in A and B, and the ratio B/A."""
+    out: dict[str, dict[str, Any]] = {}
+    for tag, side in (("a", d.a), ("b", d.b)):
+        rows = np.flatnonzero(side.keep)
+        if not len(rows):
+            continue
+        codes = side.kind[rows]
+        uniq, inv = np.unique(codes, return_inverse=True)
+        own = aggregate.sum_by(
+            inv.reshape(-1).astype(np.int64), side.trace.self_ns[rows], len(uniq)
+        )
+        counts = np.bincount(inv.reshape(-1), minlength=len(uniq))
+        for code, c, s in zip(uniq.tolist(), counts.tolist(), own.tolist()):
+            entry = out.setdefault(str(d.strings[code]), _empty_times(str(d.strings[code])))
+            entry[f"{tag}_count"], entry[f"{tag}_self_ns"] = int(c), int(s)
+    for entry in out.values():
+        entry["ratio"] = _ratio(entry["a_self_ns"], entry["b_self_ns"])
+    return sorted(out.values(), key=lambda e: -max(e["a_self_ns"], e["b_self_ns"]))
+
+
+def _empty_times(kind: str) -> dict[str, Any]:
+    return {"kind": kind, "a_count": 0, "b_count": 0, "a_self_ns": 0, "b_self_ns": 0}
+
+
+def module_times(d: Diff) -> list[dict[str, Any]]:
+    """Per module path and direction: calls and inclusive time in A and B, ratio B/A."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for tag, side in (("a", d.a), ("b", d.b)):
+        codes = [c for c in (d.strings.index(k) for k in MODULE_KINDS if k in d.strings)]
+        rows = np.flatnonzero(side.keep & np.isin(side.kind, codes))
+        if not len(rows):
+            continue
+        key = (side.kind[rows] << 32) | side.name[rows]
+        uniq, inv = np.unique(key, return_inverse=True)
+        inv = inv.reshape(-1).astype(np.int64)
+        incl = aggregate.sum_by(inv, side.trace.dur_ns[rows], len(uniq))
+        counts = np.bincount(inv, minlength=len(uniq))
+        for k, c, t in zip(uniq.tolist(), counts.tolist(), incl.tolist()):
+            kind, name = str(d.strings[k >> 32]), str(d.strings[k & 0xFFFFFFFF])
+            entry = out.setdefault(
+                (name, kind),
+                {"module": name, "kind": kind, "a_count": 0, "b_count": 0, "a_ns": 0, "b_ns": 0},
+            )
+            entry[f"{tag}_count"], entry[f"{tag}_ns"] = int(c), int(t)
+    for entry in out.values():
+        entry["ratio"] = _ratio(entry["a_ns"], entry["b_ns"])
+    return sorted(out.values(), key=lambda e: (e["module"], e["kind"]))
+
+
+def step_times(d: Diff) -> list[dict[str, Any]]:
+    """Per lane with steps in both traces: each step's wall time in A and B (paired
+    by position), and the ratio B/A."""
+    out = []
+    for lane in sorted(d.step_lanes, key=lambda k: d.lane_rank[k]):
+        rows_a, rows_b = d.a.steps.get(lane, []), d.b.steps.get(lane, [])
+        for k, (ra, rb) in enumerate(zip(rows_a, rows_b)):
+            a_ns, b_ns = int(d.a.trace.dur_ns[ra]), int(d.b.trace.dur_ns[rb])
+            info = d.step_info(lane, k + 1) or {}
+            out.append(
+                {
+                    "lane": d.lanes[lane],
+                    "ordinal": k,
+                    "index": info.get("index"),
+                    "a_ns": a_ns,
+                    "b_ns": b_ns,
+                    "ratio": _ratio(a_ns, b_ns),
+                }
+            )
+    return out
+
+
 def report(d: Diff, limit: int = 1000) -> dict[str, Any]:
     """The diff as plain data (what ``--json`` prints); ``limit``: changes listed."""
     nodes = changed_nodes(d)
@@ -133,7 +207,7 @@ def _ms(ns: int | None) -> str:
     return "-" if ns is None else f"{ns / 1e6:.3f}"
 
 
-def _ratio(r: float | None) -> str:
+def _fmt_ratio(r: float | None) -> str:
     return "-" if r is None else f"{r:.2f}x"
 
 
@@ -211,7 +285,7 @@ def render_text(data: dict[str, Any], width: int = 100, top: int = 20) -> str:
     for k in data["kinds"]:
         out.append(
             f"{k['kind'][:27]:<28}{k['a_count']:>8,}{_ms(k['a_self_ns']):>11}{k['b_count']:>8,}"
-            f"{_ms(k['b_self_ns']):>11}{_ratio(k['ratio']):>8}"
+            f"{_ms(k['b_self_ns']):>11}{_fmt_ratio(k['ratio']):>8}"
         )
     if data["modules"]:
         modules = sorted(data["modules"], key=lambda m: -max(m["a_ns"], m["b_ns"]))
@@ -223,7 +297,7 @@ def render_text(data: dict[str, Any], width: int = 100, top: int = 20) -> str:
         for m in shown:
             label = f"{m['module']} {m['kind'].split('.')[-1]}"
             out.append(
-                f"{label[:43]:<44}{_ms(m['a_ns']):>11}{_ms(m['b_ns']):>11}{_ratio(m['ratio']):>8}"
+                f"{label[:43]:<44}{_ms(m['a_ns']):>11}{_ms(m['b_ns']):>11}{_fmt_ratio(m['ratio']):>8}"
             )
     out += [one_line(f"warning: {w}") for w in data["warnings"]]
     return "\n".join(out)

@@ -40,6 +40,7 @@ from tracer.targets.torch.attach import Options, Patches
 
 _NEXT_FUNC = "torch.utils.data.dataloader._BaseDataLoaderIter.__next__"
 _TASK_FUNC = "torch.utils.data._utils.worker._worker_loop"
+_NEXT_INDEX_FUNC = "torch.utils.data.dataloader._BaseDataLoaderIter._next_index"
 _waits: dict[int, list] = {}
 """id(iterator) -> [ns waited for workers, worker of the batch] during one ``__next__``."""
 _worker: list[Any] = [None, None]
@@ -113,7 +114,8 @@ def _traced_next_index(next_index: Callable) -> Callable:
     def wrapper(self: Any) -> Any:
         if _trace.sink is None:
             return next_index(self)
-        with _trace.span("data.sampler", type(self._index_sampler).__name__) as sp:
+        name = type(self._index_sampler).__name__
+        with _trace.span("data.sampler", name, func=_NEXT_INDEX_FUNC) as sp:
             try:
                 index = next_index(self)
             except StopIteration:

@@ -291,3 +291,24 @@ def test_kinds_that_match_nothing_are_bad_input(tmp_path):
     result = torchscope("diff", a.path, b.path, "--kinds", "modul.forward")
     assert result.returncode == 2
     assert "the traces hold data.next, module.forward, optim.step, step" in result.stderr
+
+
+@pytest.mark.multiprocess  # forked ranks, each writing its own part
+def test_rank_lanes_align_by_rank_and_an_extra_step_shows_in_each(tmp_path):
+    import tracer
+    from tracer.graphs.synth import record_syncbn
+
+    paths = [str(tmp_path / f"{name}.tsdb") for name in ("a", "b", "c")]
+    for path, steps in zip(paths, (2, 2, 3)):
+        record_syncbn(path, world_size=2, steps=steps)
+    a, b, c = (tracer.load(p) for p in paths)
+    same = report(diff(a, b))
+    assert not same["structural"], same["changes"]
+    lanes = {lane["lane"]: lane for lane in same["lanes"]}
+    assert {"rank 0 / rank 0 [cpu]", "rank 1 / rank 1 [cpu]"} <= set(lanes)
+    assert lanes["rank 1 / rank 1 [cpu]"]["a_steps"] == 2
+    more = report(diff(a, c))
+    # a step: itself, the forward with 2 layers x 5 spans, the backward with 2 x 4: 21
+    assert [(ch["change"], ch["lane"], ch["path"], ch["spans"]) for ch in more["changes"]] == [
+        ("extra", f"rank {r} / rank {r} [cpu]", ["step step"], 21) for r in (0, 1)
+    ]

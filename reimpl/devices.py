@@ -24,10 +24,15 @@ Choices, and why:
 * ``copy_`` may cross devices (it does on real devices); ``cpu()`` and
   ``to("cpu")`` return sim:0 tensors; :func:`to_device` moves between
   simulated devices.
+* A sim:k tensor's ``.device`` is ``cpu:k``: CPU memory to torch (which takes
+  a CPU device's index as the CPU), yet distinct per simulated device, as
+  ``cuda:k`` is, so state keyed by ``tensor.device`` is kept per device, and
+  ``t.to(x.device)`` moves ``t`` to x's simulated device.
 
-Left out: factory functions (``torch.zeros(..., device=x.device)``) cannot
-name a simulated device, so they make sim:0 tensors, which then fail to mix
-with sim:k ones; and a module cannot be moved to sim:k>=1 (``Module._apply``
+Left out: factory functions (``torch.zeros(..., device=x.device)``) make
+sim:0 tensors (``cpu:k`` is the CPU to them), which then fail to mix with
+sim:k ones (``torchscope record --sim-devices`` maps them inside torch
+replicas); and a module cannot be moved to sim:k>=1 (``Module._apply``
 sets ``param.data``, which drops the tag), so a simulated DataParallel keeps
 its module on sim:0 = ``device_ids[0]``.
 """
@@ -117,6 +122,15 @@ class SimTensor(Tensor):
                 ret.__class__ = _CLASSES[index]  # a fresh result: retag in place
                 return ret
         return _tag(ret, index, args)
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        """``cpu:k``: CPU memory whose index tells simulated devices apart, as
+        ``cuda:k`` does on GPUs (``stored[output.device]`` keys one value per
+        device). torch takes a CPU device's index as the CPU itself, so
+        ``torch.zeros(n, device=x.device)`` still runs; ``Tensor.to`` moves to
+        sim:k when given ``cpu:k``."""
+        return torch.device("cpu", type(self).sim_index)
 
     def __repr__(self, *, tensor_contents: Any = None) -> str:
         with DisableTorchFunctionSubclass():
@@ -238,10 +252,10 @@ def _tag(ret: Any, index: int, args: tuple) -> Any:
 
 
 def _to_index(args: tuple, kwargs: dict, index: int) -> int:
-    """Where ``Tensor.to`` lands: sim:0 when asked for the CPU, else unchanged."""
+    """Where ``Tensor.to`` lands: sim:0 for the CPU, sim:k for ``cpu:k``, else unchanged."""
     for arg in (*args[1:], *kwargs.values()):
         if isinstance(arg, (str, torch.device)) and str(arg).startswith("cpu"):
-            return 0
+            return torch.device(arg).index or 0  # cpu:k: a simulated tensor's .device
         if isinstance(arg, Tensor):
             return _INDEX.get(type(arg), 0)
     return index

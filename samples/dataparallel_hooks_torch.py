@@ -17,6 +17,9 @@ Variants (``--variant``), as in the reimpl sample:
   iteration".
 * ``fixed``: the stored output is kept per thread (``threading.local``), so
   each replica reads its own; it matches the single-device model.
+* ``fixed-device``: the fix ``torchscope check`` proposes, one stored output
+  per device (``self.stored[output.device] = output``), read back by the
+  device of the decoder's input.
 
 On a machine with two or more GPUs it runs as written. On a CPU-only machine
 ``DataParallel`` has no device and runs the module as a plain call, so the bug
@@ -50,6 +53,10 @@ class Hook:
     def hook_fn(self, module: nn.Module, input: Any, output: torch.Tensor) -> None:
         self.stored = output  # one attribute, shared by every replica
 
+    def read(self, like: torch.Tensor) -> Any:
+        """The stored output for a decoder whose input is ``like``."""
+        return self.stored
+
 
 class PrintingHook(Hook):
     """The buggy hook plus a debugging print of every output seen, per thread."""
@@ -81,7 +88,26 @@ class ThreadLocalHook(Hook):
         self._local.stored = value
 
 
-HOOKS: dict[str, type[Hook]] = {"buggy": Hook, "print": PrintingHook, "fixed": ThreadLocalHook}
+class DeviceKeyedHook(Hook):
+    """The fix keyed by device: each replica stores and reads its device's output."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__(module)
+        self.stored: dict[torch.device, torch.Tensor] = {}
+
+    def hook_fn(self, module: nn.Module, input: Any, output: torch.Tensor) -> None:
+        self.stored[output.device] = output
+
+    def read(self, like: torch.Tensor) -> Any:
+        return self.stored[like.device]
+
+
+HOOKS: dict[str, type[Hook]] = {
+    "buggy": Hook,
+    "print": PrintingHook,
+    "fixed": ThreadLocalHook,
+    "fixed-device": DeviceKeyedHook,
+}
 
 
 class UnetBlock(nn.Module):
@@ -94,7 +120,7 @@ class UnetBlock(nn.Module):
         self.conv = nn.Sequential(nn.Conv2d(up_in // 2 + skip, out, 3, padding=1), nn.ReLU())
 
     def forward(self, up_in: torch.Tensor) -> torch.Tensor:
-        s = self.hook.stored
+        s = self.hook.read(up_in)
         up_out = self.up(up_in)
         return self.conv(torch.cat([up_out, s], dim=1))
 

@@ -92,3 +92,14 @@ def test_result_that_is_an_input_is_not_retagged():
     moved = scalar.to(s)  # same dtype: torch returns the input itself
     assert type(scalar) is torch.Tensor
     assert device_of(moved) == "sim:1"
+
+
+def test_device_tells_simulated_devices_apart_and_moves_there():
+    x = to_device(torch.randn(3), "sim:2")
+    assert x.device == torch.device("cpu", 2) and x.device.type == "cpu"
+    assert x.device != to_device(torch.randn(3), "sim:1").device != torch.randn(3).device
+    assert device_of(x.to(x.device)) == "sim:2"
+    assert device_of(to_device(torch.randn(3), "sim:1").to(x.device)) == "sim:2"
+    assert device_of(x.to("cpu")) == "cpu" and device_of(x.to(torch.device("cpu", 0))) == "cpu"
+    made = torch.zeros(3, device=x.device)  # torch takes cpu:2 as the CPU
+    assert type(made) is torch.Tensor and made.device == torch.device("cpu")

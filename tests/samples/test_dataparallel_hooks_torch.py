@@ -68,10 +68,11 @@ def test_fails_the_same_way_as_the_reimpl_sample_under_lockstep():
     assert _ends(printing)[1] == "RuntimeError: dictionary changed size during iteration"
 
 
-def test_fixed_matches_one_device_and_the_reimpl_twin():
-    ref_out, ref_loss, ref_model = sample.run("fixed", parallel=False)
+@pytest.mark.parametrize("variant", ["fixed", "fixed-device"])
+def test_fixed_matches_one_device_and_the_reimpl_twin(variant):
+    ref_out, ref_loss, ref_model = sample.run(variant, parallel=False)
     with SimDevices(2):
-        out, loss, model = sample.run("fixed")
+        out, loss, model = sample.run(variant)
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(loss, ref_loss)
     for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
@@ -92,8 +93,9 @@ def test_buggy_fails_20_runs_out_of_20_under_the_torch_target(tmp_path):
     rules = [f.rule for f in findings]
     assert rules.count("cross-device") == 20
     shared = [f for f in findings if f.rule == "shared-hook-state"]
-    # one finding per hook object; 20 models, two hooks each
-    assert len(shared) == 40
+    # one finding per hook object, counting the DataParallel calls that shared it: 20 calls,
+    # two hooks each (a later model's hook may reuse a freed one's id: one finding, 2 calls)
+    assert sum(f.details["forwards"] for f in shared) == 40
 
 
 def _story(trace: tracer.Trace) -> list[tuple]:

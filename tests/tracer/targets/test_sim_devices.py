@@ -165,7 +165,9 @@ class _Positional(nn.Module):
             return self.lin(x + pos) * mask + x.new_ones(1) + torch.zeros_like(x)
         if self.make == "nodevice":
             return self.lin(x) + torch.ones(4)  # a CPU tensor: GPUs refuse to mix it too
-        return self.lin(x).cpu() + x  # .cpu() is the CPU, here as on GPUs
+        if self.make == "tocpu":
+            return self.lin(x).to("cpu") + x  # "cpu" is the CPU, here as on GPUs
+        return self.lin(x).cpu() + x
 
 
 def test_tensors_made_on_x_device_land_on_the_replicas_device():
@@ -184,7 +186,7 @@ def test_tensors_made_on_x_device_land_on_the_replicas_device():
         torch.testing.assert_close(p.grad, g)
 
 
-@pytest.mark.parametrize("make", ["nodevice", "cpu"])
+@pytest.mark.parametrize("make", ["nodevice", "tocpu", "cpu"])
 def test_cpu_tensors_still_fail_to_mix_on_another_replica(make):
     with SimDevices(2), pytest.raises(RuntimeError) as err:
         torch.nn.DataParallel(_Positional(make))(torch.randn(4, 4))
@@ -192,3 +194,17 @@ def test_cpu_tensors_still_fail_to_mix_on_another_replica(make):
     last = str(err.value).strip().splitlines()[-1]
     assert last.startswith("RuntimeError: Expected all tensors to be on the same device")
     assert "sim:0" in last and "sim:1" in last
+
+
+def test_a_simulated_tensors_device_tells_devices_apart():
+    seen: dict[torch.device, torch.Size] = {}
+
+    class Keyed(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen[x.device] = x.shape  # state kept per device, as a fixed DeOldify hook does
+            return x * 2
+
+    with SimDevices(3):
+        out = torch.nn.DataParallel(Keyed())(torch.randn(6, 2))
+    assert set(seen) == {torch.device("cpu"), torch.device("cpu", 1), torch.device("cpu", 2)}
+    assert out.shape == (6, 2)

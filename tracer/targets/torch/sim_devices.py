@@ -28,10 +28,10 @@ keeps its plain model, and the end-of-run line says no DataParallel was made.
 ``device_count=True`` (``--sim-device-count``) makes ``device_count()`` answer
 N for the run anyway (``is_available()`` stays False, so such a program still
 picks the CPU): PyTorch's own DataParallel tutorial then runs unchanged. A
-simulated tensor's ``.device`` is ``cpu`` on every simulated device (torch has
-no device type to name ``sim:k``): code that keys state by ``tensor.device``
-sees one device, and inside a replica :class:`ReplicaDevice` takes an explicit
-CPU device as the replica's own (``device=x.device``); ``.cuda()`` and
+sim:k tensor's ``.device`` is ``cpu:k`` (torch has no device type to name
+``sim:k``, and takes a CPU device's index as the CPU), so state keyed by
+``output.device`` is kept per device as on GPUs, and inside a replica
+:class:`ReplicaDevice` makes ``device=x.device`` mean sim:k; ``.cuda()`` and
 ``.to("cuda")`` fail as on any CPU machine.
 """
 
@@ -140,10 +140,10 @@ class DataParallel(TorchDataParallel):
     def parallel_apply(self, replicas: Sequence[Any], inputs: Sequence[Any], kwargs: Any) -> list:
         """reimpl's ``parallel_apply``: one named thread per replica, in lockstep by default.
 
-        Replica k >= 1 runs under :class:`ReplicaDevice` (its ``x.device`` means sim:k).
+        Replica k >= 1 runs under :class:`ReplicaDevice` (``x.device`` there is ``cpu:k``).
         """
         devices = self.device_ids[: len(replicas)]
-        replicas = [_OnDevice(m, d) if sim_index(d) else m for m, d in zip(replicas, devices)]
+        replicas = [_OnDevice(m) if sim_index(d) else m for m, d in zip(replicas, devices)]
         if not self._sim_lockstep:
             return parallel_apply(replicas, inputs, kwargs, devices)
         with torch_lockstep():
@@ -172,54 +172,51 @@ def data_parallel(
     return net.forward(*inputs, **(module_kwargs or {}))
 
 
-def _is_cpu(device: Any) -> bool:
-    """Whether a ``device=`` argument names the CPU (``x.device`` of a simulated tensor does)."""
-    if isinstance(device, torch.device):
-        return device.type == "cpu"
-    return isinstance(device, str) and device.split(":", 1)[0] == "cpu"
+def _sim_index_of(device: Any) -> int:
+    """k for ``cpu:k`` (the ``.device`` of a sim:k tensor), 0 for anything else."""
+    if isinstance(device, str) and device.startswith("cpu:"):
+        device = torch.device(device)
+    if isinstance(device, torch.device) and device.type == "cpu":
+        return device.index or 0
+    return 0
 
 
 class ReplicaDevice(TorchFunctionMode):
-    """Inside replica k >= 1: what the program makes "on ``x.device``" lands on sim:k.
+    """Inside a replica: what the program makes "on ``x.device``" lands on x's device.
 
-    A simulated tensor's ``.device`` is ``cpu`` (torch cannot name ``sim:k``), so
-    ``torch.arange(n, device=x.device)`` or ``mask.to(x.device)`` would otherwise
-    put a tensor on sim:0 and fail to mix with the replica's own: an error GPUs
-    do not have (there ``x.device`` is ``cuda:k``). On this replica's thread only
-    (torch function modes are per thread), a result made or moved with an explicit
-    CPU device becomes a sim:k tensor; one made with no device stays on the CPU
-    (sim:0) and fails to mix, as on GPUs, and ``.cpu()`` still means sim:0. A
-    literal ``"cpu"`` is taken as ``x.device`` too: the one case this gets wrong.
+    A sim:k tensor's ``.device`` is ``cpu:k`` (``reimpl/devices.py``), which torch
+    takes as the CPU: ``torch.arange(n, device=x.device)`` or ``mask.to(x.device)``
+    would otherwise make a sim:0 tensor that fails to mix with the replica's own,
+    an error GPUs do not have (there ``x.device`` is ``cuda:k``). On the replica's
+    thread (torch function modes are per thread), a plain result made or moved
+    with ``cpu:k`` becomes a sim:k tensor. Made with no device, or ``"cpu"``,
+    it stays on the CPU (sim:0) and fails to mix, as on GPUs.
     """
-
-    def __init__(self, device: str) -> None:
-        super().__init__()
-        self.device = device
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
     ) -> Any:
         kwargs = kwargs or {}
         ret = func(*args, **kwargs)
-        if type(ret) is torch.Tensor and (
-            _is_cpu(kwargs.get("device"))
-            or (func is torch.Tensor.to and any(_is_cpu(a) for a in args[1:]))
-        ):
-            return retag(ret, self.device)
+        if type(ret) is torch.Tensor:
+            k = _sim_index_of(kwargs.get("device"))
+            if not k and func is torch.Tensor.to:
+                k = max(map(_sim_index_of, args[1:]), default=0)
+            if k:
+                return retag(ret, sim_device(k))
         return ret
 
 
 class _OnDevice:
     """A replica as ``parallel_apply`` calls it: runs under :class:`ReplicaDevice`."""
 
-    __slots__ = ("device", "module")
+    __slots__ = ("module",)
 
-    def __init__(self, module: Any, device: str) -> None:
+    def __init__(self, module: Any) -> None:
         self.module = module
-        self.device = device
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with ReplicaDevice(self.device):
+        with ReplicaDevice():
             return self.module(*args, **kwargs)
 
 

@@ -17,6 +17,10 @@ from textual.containers import Container
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
+import tracer
+from tracer.analyze.diff import diff
+from tracer.analyze.diff_tree import DiffTree, SegmentInfo
+from tracer.file.errors import TraceError
 from tui.model import fmt_ns
 
 MARKS = {
@@ -58,11 +62,11 @@ class DiffView(Container):
     def __init__(self, a: str, b: str, kinds: list[str] | None = None) -> None:
         super().__init__(id="diff-view")
         self.a, self.b, self.kinds = a, b, kinds
-        self.tree_model = None  # a tracer.analyze.diff_tree.DiffTree once computed
+        self.tree_model: DiffTree | None = None  # once computed
         self.tree_nodes: dict[int, TreeNode[DiffNode]] = {}  # aligned node -> tree node
         self.segment_nodes: dict[int, TreeNode[DiffNode]] = {}  # segment code -> tree node
-        self.segment_info: dict = {}  # segment code -> SegmentInfo
-        self.lane_segments: dict[str, list] = {}  # lane label -> its SegmentInfo, in order
+        self.segment_info: dict[int, SegmentInfo] = {}  # segment code -> its info
+        self.lane_segments: dict[str, list[SegmentInfo]] = {}  # lane label -> its steps
         self.summary: dict | None = None
 
     def compose(self) -> ComposeResult:
@@ -76,11 +80,6 @@ class DiffView(Container):
     @work(thread=True, exclusive=True, group="diff")
     def compute(self) -> None:
         """Loads both traces and aligns them off the UI thread."""
-        import tracer
-        from tracer.analyze.diff import diff
-        from tracer.analyze.diff_tree import DiffTree
-        from tracer.file.errors import TraceError
-
         try:
             d = diff(tracer.load(self.a), tracer.load(self.b), self.kinds)
         except (TraceError, OSError, ValueError) as exc:  # ValueError: --kinds match nothing
@@ -95,7 +94,7 @@ class DiffView(Container):
     def _failed(self, error: str) -> None:
         self.query_one("#diff-summary", Static).update(Text(error, style="bold red"))
 
-    def _show(self, model, summary: dict) -> None:
+    def _show(self, model: DiffTree, summary: dict) -> None:
         self.tree_model, self.summary = model, summary
         c = summary["counts"]
         if summary["structural"]:

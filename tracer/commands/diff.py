@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tracer import progress
 from tracer.commands.reporting import load_reporting
 from tracer.file.errors import one_line
 
@@ -21,7 +22,8 @@ def run(ns: argparse.Namespace) -> int:
     b = load_reporting(ns.b)
     kinds = None if ns.kinds is None else [k.strip() for k in ns.kinds.split(",") if k.strip()]
     try:
-        data = report(diff(a, b, kinds), limit=ns.limit)
+        with progress.shown(), progress.task("aligning the traces"):
+            data = report(diff(a, b, kinds), limit=ns.limit)
     except ValueError as exc:  # --kinds that match nothing
         print(one_line(f"torchscope diff: --kinds: {exc}"), file=sys.stderr)
         return 2

@@ -55,17 +55,17 @@ def _block(rank: int, step0: int, n_steps: int, codes: dict[str, int]) -> dict:
             "attr_index": attr_index, "attrs": attrs}  # fmt: skip
 
 
-def make_part(path: str, rank: int) -> None:
-    """One rank's part file."""
+def make_part(path: str, rank: int, clocks: list[dict] | None = None) -> None:
+    """One rank's part file (``clocks``: its clock estimates, one by default)."""
     from tracer.file.store import Batch, StoreWriter
 
     w = StoreWriter(path, run_id="bench-merge")
     part = w.add_process(1000 + rank, 1, "rank", rank, "[]", f"host{rank}", 0)
     codes = w.string_ids(["step", "module.forward", "collective.all_reduce", "layer", "f"])
     info = {"rank": rank, "world_size": N_RANKS, "host": f"host{rank}", "backend": "gloo"}
-    clock = {"offset_ns": 0, "error_ns": 20_000, "rtt_ns": 40_000, "rounds": 8}
-    w.write(part, None, [(0, 1, "MainThread", None)], [(0, "rank", str(rank), info),
-                                                       (0, "clock", "start", clock)])  # fmt: skip
+    clocks = clocks or [{"offset_ns": 0, "error_ns": 20_000, "rtt_ns": 40_000, "rounds": 8}]
+    snaps = [(0, "rank", str(rank), info)] + [(0, "clock", "start", c) for c in clocks]
+    w.write(part, None, [(0, 1, "MainThread", None)], snaps)
     for step0 in range(0, N_SPANS // PER_STEP, BLOCK_STEPS):
         b = _block(rank, step0, BLOCK_STEPS, codes)
         n = len(b["ids"])

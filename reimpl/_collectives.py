@@ -39,6 +39,12 @@ __all__ = ["collective", "cut_in_flight", "group_id", "in_flight", "next_seq"]
 in_flight: dict[int, Any] = {}
 """Thread id -> the ``collective.*`` span it is blocked in (a ``_trace._Span``)."""
 
+after: list[Callable[[str, int], None]] = []
+"""Called with (group, seq) once a traced collective has returned, outside its
+span: every rank reaches the same point, so a recorder can exchange
+something with all of them there (tracer/distributed/rank.py re-estimates
+its clock every so many collectives)."""
+
 _seq: dict[str, int] = {}
 # The default group the numbers belong to, held (not its id(), which a new one may reuse).
 _world: Any = None
@@ -105,10 +111,13 @@ def collective(
         in_flight[tid] = sp
         t0 = perf_counter_ns()
         try:
-            return run()
+            result = run()
         finally:
             in_flight.pop(tid, None)
             sp.set(wait_ns=perf_counter_ns() - t0)
+    for listener in after:
+        listener(group, sp.attrs["seq"])
+    return result
 
 
 class _Discard:

@@ -13,12 +13,14 @@ so ``offset = t1 - (t0 + t2) / 2`` is wrong by at most ``(t2 - t0) / 2``. Of
 ``ROUNDS`` round trips the one with the smallest round-trip time is kept (the
 minimum-RTT filter of Cristian's algorithm and NTP's clock filter): queueing
 only ever adds delay, so the fastest exchange is the least disturbed. The
-estimate is stored as a ``clock`` snapshot of the part, with its error bound.
+estimate is stored as a ``clock`` snapshot of the part, with its error bound
+and the local time it was taken (``at_ns``).
 
-Once, at start: a later exchange (periodic, or at ``destroy_process_group``)
-would block on a peer that died, and the survivors must end promptly. Over a
-run of hours two hosts' monotonic clocks drift apart by tens of ppm (tens of
-ms an hour), which this does not follow.
+Two hosts' monotonic clocks drift apart by tens of ppm (tens of ms an hour),
+so a long run exchanges again after every ``TORCHSCOPE_CLOCK_EVERY``-th
+collective of the default group (``rank.py``): a point every rank reaches
+together, right after they all left the same collective. The merge follows
+the offset from one estimate to the next (``offset_at``).
 
 ``TORCHSCOPE_CLOCK_SKEW_NS`` adds a constant to every time this process
 records (spans, parts, snapshots, this exchange): it simulates another
@@ -30,6 +32,8 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
+
+import numpy as np
 
 ROUNDS = 8
 TAG = 0x7C10  # torchscope's point-to-point tag, apart from a program's own
@@ -91,16 +95,27 @@ def exchange(rounds: int = ROUNDS) -> dict[str, Any]:
     }
 
 
+def offset_at(estimates: list[dict], times: np.ndarray) -> np.ndarray:
+    """The offset to add at each local time: interpolated between the estimates
+    (by ``at_ns``), held constant before the first and after the last."""
+    at = np.array([e["at_ns"] for e in estimates], dtype=np.float64)
+    offsets = np.array([e["offset_ns"] for e in estimates], dtype=np.float64)
+    if len(at) == 1:
+        return np.full(np.shape(times), int(offsets[0]), dtype=np.int64)
+    return np.rint(np.interp(np.asarray(times, dtype=np.float64), at, offsets)).astype(np.int64)
+
+
 def alignment(snapshots: list[dict], parts: set[int]) -> tuple[int, int, list[dict]] | None:
     """(offset_ns, error_ns, estimates) for the parts of one host, from their
     ``clock`` snapshots; None when none has one.
 
-    The parts share the host's clock, so one offset serves them all: the
-    estimate with the smallest error bound. Later estimates (the end of a long
-    run) are returned too, for the report.
+    The parts share the host's clock, so one rank's estimates serve them all:
+    the rank whose best estimate has the smallest error bound. ``offset_ns``
+    and ``error_ns`` are that best estimate's; ``estimates`` are all of that
+    rank's, in time order, for ``offset_at``.
     """
     found = [
-        s["payload"]
+        (s["part"], s["payload"])
         for s in snapshots
         if s["kind"] == "clock"
         and s["part"] in parts
@@ -110,5 +125,9 @@ def alignment(snapshots: list[dict], parts: set[int]) -> tuple[int, int, list[di
     ]
     if not found:
         return None
-    best = min(found, key=lambda p: p["error_ns"])
-    return int(best["offset_ns"]), int(best["error_ns"]), found
+    best = min(found, key=lambda p: p[1]["error_ns"])
+    same_rank = sorted(
+        (p for part, p in found if part == best[0] and isinstance(p.get("at_ns"), int)),
+        key=lambda p: p["at_ns"],
+    )
+    return int(best[1]["offset_ns"]), int(best[1]["error_ns"]), same_rank or [best[1]]

@@ -61,8 +61,11 @@ def _group_ranks(group: str, world: int | None) -> list[int] | None:
         return None
 
 
-def arrivals(block: Block, strings: np.ndarray, rank: int, where: int, shift: int) -> list[Arrival]:
-    """The collective spans of one block (``where``: the input's index)."""
+def arrivals(
+    block: Block, strings: np.ndarray, rank: int, where: int, starts: np.ndarray
+) -> list[Arrival]:
+    """The collective spans of one block (``where``: the input's index; ``starts``:
+    the block's start times on rank 0's timeline)."""
     codes = [i for i, s in enumerate(strings) if s is not None and str(s).startswith("collective.")]
     rows = np.flatnonzero(np.isin(block.kinds, codes))
     out = []
@@ -72,7 +75,7 @@ def arrivals(block: Block, strings: np.ndarray, rank: int, where: int, shift: in
         group, seq = attrs.get("group"), attrs.get("seq")
         if not isinstance(group, str) or not isinstance(seq, int):
             continue  # recorded before collectives were numbered: nothing to match on
-        start = int(block.starts[row]) + shift
+        start = int(starts[row])
         world = attrs.get("world_size")
         out.append(
             Arrival(

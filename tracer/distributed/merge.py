@@ -74,7 +74,8 @@ def _scan(inputs: list[PartFile]) -> list[Arrival]:
             for block in pf.blocks():
                 rank = ranks.get(block.part)
                 if rank is not None:
-                    found.extend(arrivals(block, pf.strings, rank, where, pf.shift_ns))
+                    starts = pf.shifted(block.starts)
+                    found.extend(arrivals(block, pf.strings, rank, where, starts))
                 bar.advance(block.n)
     return found
 
@@ -102,18 +103,17 @@ def _copy(
     new_part: dict[int, int] = {}
     for p in pf.processes:
         writer.run_id = p.run or run_id  # each part keeps the run it was recorded in
-        shift = lambda t: None if t is None else t + pf.shift_ns  # noqa: E731
         new_part[p.part] = writer.add_process(
             p.pid, p.ppid or 0, p.role, p.role_index, json.dumps(p.argv), p.host or "",
-            shift(p.start_ns) or 0,
+            pf.shifted_one(p.start_ns) or 0,
         )  # fmt: skip
         status = _NEVER_CLOSED if p.status == "running" else p.status
-        writer.update_process(new_part[p.part], end_ns=shift(p.end_ns), status=status)
+        writer.update_process(new_part[p.part], end_ns=pf.shifted_one(p.end_ns), status=status)
     writer.run_id = run_id
     for p in pf.processes:
         threads = [(t.idx, t.tid, t.name, t.device) for t in pf.threads if t.part == p.part]
         snaps = [
-            (s["t_ns"] + pf.shift_ns, s["kind"], s["key"], s["payload"])
+            (pf.shifted_one(s["t_ns"]), s["kind"], s["key"], s["payload"])
             for s in pf.snapshots
             if s["part"] == p.part
         ]
@@ -130,7 +130,7 @@ def _copy(
             id_base=int(block.ids.min()),
             ids=block.ids,
             threads=local[block.threads],
-            starts=block.starts + pf.shift_ns,
+            starts=pf.shifted(block.starts),
             durs=block.durs,
             kinds=recode[block.kinds],
             names=recode[block.names],
@@ -147,8 +147,13 @@ def _copy(
 
 def _input_report(pf: PartFile) -> dict:
     ranks = sorted(pf.ranks.values())
-    return {"path": pf.path, "host": pf.host, "ranks": ranks, "shift_ns": pf.shift_ns,
-            "error_ns": pf.error_ns, "estimates": pf.estimates}  # fmt: skip
+    out = {"path": pf.path, "host": pf.host, "ranks": ranks, "shift_ns": pf.shift_ns,
+           "error_ns": pf.error_ns, "estimates": pf.estimates}  # fmt: skip
+    if len(pf.estimates) >= 2:  # a long run: how fast this host's clock ran against rank 0's
+        first, last = pf.estimates[0], pf.estimates[-1]
+        span = max(last["at_ns"] - first["at_ns"], 1)
+        out["drift_ppm"] = (last["offset_ns"] - first["offset_ns"]) / span * 1e6
+    return out
 
 
 def _report(inputs: list[PartFile], matches: Matches, world: int | None) -> dict:
@@ -256,7 +261,8 @@ def render(result: MergeResult) -> str:
     for i in r["inputs"]:
         err = "no estimate" if i["error_ns"] is None else f"± {i['error_ns'] / 1e6:.3f} ms"
         name = f"{os.path.basename(i['path'])} ({i['host']}, ranks {_ranges(i['ranks'])})"
-        lines.append(f"  {name}: clock shift {i['shift_ns'] / 1e6:+.3f} ms {err}")
+        drift = f", drift {i['drift_ppm']:+.1f} ppm" if "drift_ppm" in i else ""
+        lines.append(f"  {name}: clock shift {i['shift_ns'] / 1e6:+.3f} ms {err}{drift}")
     c = r["collectives"]
     lines.append(f"  collectives: {c['points']} matched points, {c['complete']} complete")
     if r["missing"]:

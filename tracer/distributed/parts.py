@@ -40,6 +40,17 @@ class PartFile:
     error_ns: int | None = None  # the bound on that shift (None: no estimate)
     estimates: list[dict] = field(default_factory=list)
 
+    def shifted(self, times: np.ndarray) -> np.ndarray:
+        """Local times of this host moved onto rank 0's timeline: by the offset
+        estimated at start, or interpolated between a long run's estimates."""
+        if len(self.estimates) < 2:
+            return times + self.shift_ns
+        return times + clock.offset_at(self.estimates, times)
+
+    def shifted_one(self, t: int | None) -> int | None:
+        """``shifted`` for one time (None stays None)."""
+        return None if t is None else int(self.shifted(np.array([t], dtype=np.int64))[0])
+
     @property
     def ranks(self) -> dict[int, int]:
         """part -> rank, from each part's role or its ``rank`` snapshot."""

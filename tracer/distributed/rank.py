@@ -10,7 +10,8 @@ When the group is up, the rank:
   backend, and the launch command (``TORCHSCOPE_LAUNCH``, set by
   ``torchscope record --nproc-per-node``; otherwise this process's argv);
 * estimates its clock against rank 0's (``clock.py``) and stores a ``clock``
-  snapshot.
+  snapshot; again after every ``TORCHSCOPE_CLOCK_EVERY``-th (1000) collective
+  of the default group, which every rank reaches together, for long runs.
 
 This works the same under torchrun, ``torch.multiprocessing.spawn`` or any
 other launcher: it rides on the process group, never on the launcher.
@@ -27,7 +28,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from reimpl import _trace
+from reimpl import _collectives, _trace
 from tracer.distributed import clock
 
 _C10D = "torch.distributed.distributed_c10d"
@@ -63,6 +64,26 @@ def _estimate(when: str) -> None:
     _trace.snapshot("clock", when, {**estimate, "reference_rank": 0, "when": when})
 
 
+def clock_every() -> int:
+    """Re-estimate the clock every this many collectives of the default group
+    (``TORCHSCOPE_CLOCK_EVERY``, the same on every rank; 0: never)."""
+    value = os.environ.get("TORCHSCOPE_CLOCK_EVERY", "")
+    return int(value) if value.isdigit() else 1000
+
+
+def _periodic(group: str, seq: int) -> None:
+    """After a collective (``reimpl._collectives.after``): every rank reaches the
+    same one, so every rank runs the exchange there together."""
+    every = clock_every()
+    if group == "world" and every and (seq + 1) % every == 0 and _sync():
+        _estimate(f"after world collective {seq}")
+
+
+def _sync() -> bool:
+    """Whether this process takes part in clock exchanges (every rank or none)."""
+    return _trace.sink is not None and os.environ.get("TORCHSCOPE_CLOCK_SYNC", "1") != "0"
+
+
 def joined() -> None:
     """Called once the default group is up (every rank at the same moment)."""
     if _trace.sink is None:
@@ -71,7 +92,7 @@ def joined() -> None:
     if _trace._role[0] != "rank":
         _trace.set_process_role("rank", info["rank"])
     _trace.snapshot("rank", str(info["rank"]), info)
-    if os.environ.get("TORCHSCOPE_CLOCK_SYNC", "1") != "0":  # every rank or none
+    if _sync():
         _estimate("start")
 
 
@@ -153,6 +174,8 @@ def follow() -> None:
     """Starts watching for the process group (idempotent)."""
     global _finder
     launched()
+    if _periodic not in _collectives.after:
+        _collectives.after.append(_periodic)
     if _C10D in sys.modules:
         _patch()
     elif _finder is None:
@@ -163,6 +186,8 @@ def follow() -> None:
 def unfollow() -> None:
     """Stops watching: the wrappers are removed, the import hook too."""
     global _finder
+    if _periodic in _collectives.after:
+        _collectives.after.remove(_periodic)
     if _finder is not None and _finder in sys.meta_path:
         sys.meta_path.remove(_finder)
     _finder = None

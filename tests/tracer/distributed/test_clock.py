@@ -141,3 +141,29 @@ def test_chrome_flow_arrows_join_the_same_collective(two_hosts):
     for a, b, _op in pairs:
         key = lambda r: (t.attrs(r)["group"], t.attrs(r)["seq"])  # noqa: E731
         assert key(a) == key(b) and t.process_of(a).role_index == 0
+
+
+def test_a_drifting_host_is_followed_between_its_estimates(tmp_path, monkeypatch):
+    """No processes: generated parts whose rank 1 measured +1 us at local time 0
+    and +3 us at local time 0.5 ms; its spans move by the interpolated offset."""
+    from benchmarks import bench_merge
+
+    monkeypatch.setattr(bench_merge, "N_RANKS", 2)
+    monkeypatch.setattr(bench_merge, "N_SPANS", 1_000)
+    est = [
+        {"offset_ns": 1_000, "error_ns": 10, "at_ns": 0},
+        {"offset_ns": 3_000, "error_ns": 20, "at_ns": 500_000},
+    ]
+    parts = [str(tmp_path / "r0.tsdb"), str(tmp_path / "r1.tsdb")]
+    bench_merge.make_part(parts[0], 0)
+    bench_merge.make_part(parts[1], 1, clocks=est)
+    result = merge(str(tmp_path / "m.tsdb"), parts)
+    node1 = result.report["inputs"][1]
+    assert node1["shift_ns"] == 1_000 and node1["error_ns"] == 10  # the best estimate
+    assert node1["drift_ppm"] == pytest.approx(4_000.0)  # 2 us over 0.5 ms
+    before, after = tracer.load(parts[1]), tracer.load(str(tmp_path / "m.tsdb"))
+    # offset(t) = 1000 + 2000 t / 5e5 ns between the estimates, held after the last
+    moved = [s + round(1_000 + 2_000 * min(s, 500_000) / 500_000) for s in before.start_ns.tolist()]
+    rank1 = after.part == next(p.part for p in after.processes if p.role_index == 1)
+    assert sorted(after.start_ns[rank1].tolist()) == sorted(moved)
+    assert max(before.start_ns) > 500_000  # some spans lie after the last estimate

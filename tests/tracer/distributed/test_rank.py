@@ -33,3 +33,20 @@ def test_the_clock_exchange_can_be_left_out(tmp_path, monkeypatch):
     t = _record_world1(str(tmp_path / "t.tsdb"))
     kinds = [s["kind"] for s in t.snapshots]
     assert "rank" in kinds and "clock" not in kinds
+
+
+def test_a_long_run_estimates_again_every_so_many_collectives(tmp_path, monkeypatch):
+    import torch
+
+    from reimpl._collectives import collective
+
+    monkeypatch.setenv("TORCHSCOPE_CLOCK_EVERY", "2")
+    path = str(tmp_path / "t.tsdb")
+    with tracer.record(path):
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        t = torch.ones(2)
+        for _ in range(5):
+            collective("all_reduce", lambda: dist.all_reduce(t), [t])
+        dist.destroy_process_group()
+    clocks = [s["key"] for s in tracer.load(path).snapshots if s["kind"] == "clock"]
+    assert clocks == ["start", "after world collective 1", "after world collective 3"]

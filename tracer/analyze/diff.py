@@ -42,8 +42,9 @@ from tracer.file.trace import Trace
 
 SCHEMA_VERSION = 1
 CHANGES = ("missing", "extra", "reordered")
-# The kinds both targets record (docs/torch-target.md): what `--kinds public`
-# compares; reimpl's deeper spans (optim.group, bn.*, swa.*) are transparent.
+# What `--kinds public` compares: the module, hook, optimizer, scheduler and
+# DataLoader level, with steps, DataParallel and collectives, which both targets
+# record (docs/torch-target.md); deeper spans (optim.group...) are transparent.
 PUBLIC_KINDS = (
     "step", "module.forward", "module.backward", "hook.*", "optim.step", "optim.zero_grad",
     "sched.step", "data.*", "dp.*", "collective.*",

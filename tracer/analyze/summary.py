@@ -54,6 +54,8 @@ def summarize(trace: Trace, top: int = 15, include_imports: bool = False) -> dic
         "wall_ns": wall,
         # older traces have no such key: they always recorded backward spans
         "backward_spans": trace.meta.get("backward_spans", "yes") != "no",
+        # record --sim-devices: which devices were simulated, not GPUs
+        "sim_devices": [d for d in trace.meta.get("sim_devices", "").split(",") if d],
         "imports": {**aside_totals(trace, aside), "included": include_imports},
         "kinds": kinds,
         "top_self": sorted(spans, key=lambda g: -g["self_ns"])[:top],
@@ -126,6 +128,12 @@ def render_text(summary: dict[str, Any]) -> str:
     ]
     if not summary["backward_spans"]:
         out[1:1] = ["recorded with --no-backward-spans: no module.backward spans", ""]
+    if summary.get("sim_devices"):
+        out[1:1] = [
+            f"simulated devices: {', '.join(summary['sim_devices'])} (--sim-devices: "
+            "torch.nn.DataParallel ran on the CPU, not on GPUs)",
+            "",
+        ]
     imports = summary["imports"]
     if imports["spans"] and not imports["included"]:
         out[1:1] = [

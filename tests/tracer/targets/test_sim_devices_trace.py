@@ -113,6 +113,8 @@ def test_record_command_says_which_devices_were_simulated(tmp_path):
     trace = tracer.load(out)
     assert trace.meta["target"] == "torch"
     assert (trace.meta["sim_devices"], trace.meta["sim_lockstep"]) == ("sim:0,sim:1", "yes")
+    summary = torchscope("summary", out).stdout
+    assert "simulated devices: sim:0, sim:1 (--sim-devices:" in summary
 
 
 def test_record_command_refuses_sim_devices_without_the_torch_target(tmp_path, capsys):

@@ -20,6 +20,13 @@ Variants (``--variant``), as in the reimpl sample:
 * ``fixed-device``: the fix ``torchscope check`` proposes, one stored output
   per device (``self.stored[output.device] = output``), read back by the
   device of the decoder's input.
+* ``thread-id`` and ``thread-id-print``: the DeOldify walkthrough's own fix
+  (outputs keyed by ``threading.get_ident()``, each decoder taking its own)
+  and its debugging print on it, which raises ``KeyError``.
+
+The decoder reads its skip connection through ``hook.take(up_in)``: the
+reimpl twin's ``take()``, given the decoder's input so a hook keyed by device
+can find its entry.
 
 On a machine with two or more GPUs it runs as written. On a CPU-only machine
 ``DataParallel`` has no device and runs the module as a plain call, so the bug
@@ -53,8 +60,8 @@ class Hook:
     def hook_fn(self, module: nn.Module, input: Any, output: torch.Tensor) -> None:
         self.stored = output  # one attribute, shared by every replica
 
-    def read(self, like: torch.Tensor) -> Any:
-        """The stored output for a decoder whose input is ``like``."""
+    def take(self, like: torch.Tensor | None = None) -> Any:
+        """The skip connection, as the decoder whose input is ``like`` reads it."""
         return self.stored
 
 
@@ -98,8 +105,41 @@ class DeviceKeyedHook(Hook):
     def hook_fn(self, module: nn.Module, input: Any, output: torch.Tensor) -> None:
         self.stored[output.device] = output
 
-    def read(self, like: torch.Tensor) -> Any:
+    def take(self, like: torch.Tensor | None = None) -> Any:
+        assert like is not None
         return self.stored[like.device]
+
+
+class ThreadIdHook(Hook):
+    """The walkthrough's fix: outputs keyed by the thread that produced them.
+
+    ``thread-id``: each decoder takes its own replica's entry out, so a later
+    step (new replica threads, whose ids the OS may reuse) never reads an old
+    one; it matches one device. ``thread-id-print`` adds the walkthrough's
+    debugging print of every other replica's entry: the print lets the other
+    replica run and take its own, so ``self.stored[key]`` raises ``KeyError``.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__(module)
+        self.stored: dict[int, torch.Tensor] = {}
+
+    def hook_fn(self, module: nn.Module, input: Any, output: torch.Tensor) -> None:
+        self.stored[threading.get_ident()] = output  # one key per replica thread
+
+    def take(self, like: torch.Tensor | None = None) -> torch.Tensor:
+        return self.stored.pop(threading.get_ident())  # this replica's own, and only once
+
+
+class ThreadIdPrintingHook(ThreadIdHook):
+    """The fix plus the walkthrough's debugging print of every replica's entry."""
+
+    def take(self, like: torch.Tensor | None = None) -> torch.Tensor:
+        own = super().take(like)
+        for key in list(self.stored):  # the other replicas' entries, to compare devices
+            print(f"  thread {key} stored:")  # meanwhile the other replica takes its own...
+            print(f"    {self.stored[key].device}")  # ...so: KeyError
+        return own
 
 
 HOOKS: dict[str, type[Hook]] = {
@@ -107,6 +147,8 @@ HOOKS: dict[str, type[Hook]] = {
     "print": PrintingHook,
     "fixed": ThreadLocalHook,
     "fixed-device": DeviceKeyedHook,
+    "thread-id": ThreadIdHook,
+    "thread-id-print": ThreadIdPrintingHook,
 }
 
 
@@ -120,7 +162,7 @@ class UnetBlock(nn.Module):
         self.conv = nn.Sequential(nn.Conv2d(up_in // 2 + skip, out, 3, padding=1), nn.ReLU())
 
     def forward(self, up_in: torch.Tensor) -> torch.Tensor:
-        s = self.hook.read(up_in)
+        s = self.hook.take(up_in)
         up_out = self.up(up_in)
         return self.conv(torch.cat([up_out, s], dim=1))
 
@@ -174,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"variant {ns.variant}, {'one device' if ns.single else 'nn.DataParallel'}")
     try:
         out, loss, _ = run(ns.variant, parallel=not ns.single, batch=ns.batch)
-    except RuntimeError as err:
+    except (RuntimeError, KeyError) as err:  # KeyError: the thread-id-print variant
         print(f"FAILED: {err}", file=sys.stderr)
         return 1
     print(f"ok: output {tuple(out.shape)}, loss {loss.item():.6f}")

@@ -63,12 +63,22 @@ def test_fails_the_same_way_as_the_reimpl_sample_under_lockstep():
     with SimDevices(2):
         buggy = _error(sample.run, "buggy")
         printing = _error(sample.run, "print")
+        with pytest.raises(KeyError) as key_error:
+            sample.run("thread-id-print")
     assert _ends(buggy) == _ends(_error(reimpl_sample.run, "buggy", use_lockstep=True))
     assert _ends(printing)[1] == _ends(_error(reimpl_sample.run, "print", use_lockstep=True))[1]
     assert _ends(printing)[1] == "RuntimeError: dictionary changed size during iteration"
+    with pytest.raises(KeyError) as twin_key_error:
+        reimpl_sample.run("thread-id-print", use_lockstep=True)
+    first = _ends(str(key_error.value))[0]
+    assert (
+        first
+        == _ends(str(twin_key_error.value))[0]
+        == "Caught KeyError in replica 0 on device sim:0."
+    )
 
 
-@pytest.mark.parametrize("variant", ["fixed", "fixed-device"])
+@pytest.mark.parametrize("variant", ["fixed", "fixed-device", "thread-id"])
 def test_fixed_matches_one_device_and_the_reimpl_twin(variant):
     ref_out, ref_loss, ref_model = sample.run(variant, parallel=False)
     with SimDevices(2):
@@ -131,15 +141,15 @@ def _record_both(
     return tracer.load(str(tmp_path / "reimpl.tsdb")), tracer.load(str(tmp_path / "torch.tsdb"))
 
 
-@pytest.mark.parametrize("variant", ["buggy", "print", "fixed"])
+@pytest.mark.parametrize("variant", ["buggy", "print", "fixed", "thread-id", "thread-id-print"])
 def test_check_tells_the_same_story_as_on_the_reimpl_sample(tmp_path, variant, monkeypatch):
     reimpl_trace, torch_trace = _record_both(tmp_path, variant, monkeypatch)
     twin = _story(reimpl_trace)
     assert _story(torch_trace) == twin
-    assert bool(twin) == (variant != "fixed")
+    assert bool(twin) == (variant in ("buggy", "print"))
 
 
-@pytest.mark.parametrize("variant", ["buggy", "fixed"])
+@pytest.mark.parametrize("variant", ["buggy", "fixed", "thread-id"])
 def test_diff_finds_the_same_tree_as_the_reimpl_sample(tmp_path, variant, monkeypatch):
     """Module, hook and dp.* spans, replica lanes: the same structure on both targets."""
     reimpl_trace, torch_trace = _record_both(tmp_path, variant, monkeypatch)

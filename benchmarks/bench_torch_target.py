@@ -25,6 +25,7 @@ import torch
 
 from benchmarks.bench_module import MODELS, _best_of, _Session, _time, make_step, other_tools
 from reimpl import _trace
+from reimpl import nn as rnn
 from tracer.recording.recorder import Recorder
 from tracer.targets.torch.attach import attach
 
@@ -36,31 +37,42 @@ def measure(build: Callable, make_x: Callable, rounds: int = 30, n: int = 3) -> 
     with backward spans), viztracer and torch.profiler."""
     torch.manual_seed(0)
     model = build(torch.nn)
-    step = make_step(model, make_x())
+    x = make_x()
+    step = make_step(model, x)
+    rmodel = build(rnn)  # reimpl's twin, recording inline in its own _call_impl
+    rmodel.load_state_dict(model.state_dict())
+    rstep = make_step(rmodel, x)
     with tempfile.TemporaryDirectory() as tmp:
         recorder = Recorder(os.path.join(tmp, "bench.tsdb"))
         recorder.start()  # the native stamp, when it can be had
         _trace.detach()  # attached only inside the traced configs
         detaches: list[Callable[[], None]] = []
 
-        def traced(backward: bool, forward: str = "call") -> _Session:
+        def traced(backward: bool, forward: str | None = "call") -> _Session:
+            """The torch step with the torch target (``forward=None``: the reimpl
+            step with the recorder alone)."""
+
             def start() -> None:
                 _trace.backward_spans = backward
                 _trace.attach(recorder)
-                detaches.append(attach(backward_spans=backward, forward=forward))
+                if forward is not None:
+                    detaches.append(attach(backward_spans=backward, forward=forward))
 
             def stop() -> None:
-                detaches.pop()()
+                if forward is not None:
+                    detaches.pop()()
                 _trace.detach()
                 _trace.backward_spans = True
 
-            return _Session(step, start, stop)
+            return _Session(step if forward is not None else rstep, start, stop)
 
         main = {
             "torch": lambda k: _time(step, k),
             "traced_fwd": traced(False).time,
             "traced": traced(True).time,
             "hooks_fwd": traced(False, "hooks").time,
+            "reimpl": lambda k: _time(rstep, k),
+            "reimpl_fwd": traced(False, None).time,
         }
         # the other tools in a second phase, as in bench_module (the profiler's garbage)
         tools = {"torch": main["torch"], **other_tools(step, tmp)}
@@ -96,15 +108,17 @@ def run() -> str:
         "same untraced step.",
         "",
         "| model | torch us/step | torchscope, forward spans | with backward spans | "
-        "backward spans alone | forward spans via global hooks | viztracer | torch.profiler |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "backward spans alone | forward spans via global hooks | viztracer | torch.profiler "
+        "| reimpl's own forward spans |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, m in results.items():
         lines.append(
             f"| {label} | {m['torch']:.0f} | {m['traced_fwd'] / m['torch']:.2f} | "
             f"{m['traced'] / m['torch']:.2f} | {m['traced'] / m['traced_fwd']:.2f} | "
             f"{m['hooks_fwd'] / m['torch']:.2f} | "
-            f"{m['viztracer'] / m['torch']:.2f} | {m['torch.profiler'] / m['torch']:.2f} |"
+            f"{m['viztracer'] / m['torch']:.2f} | {m['torch.profiler'] / m['torch']:.2f} | "
+            f"{m['reimpl_fwd'] / m['reimpl']:.2f} |"
         )
     lines += [
         "",
@@ -112,7 +126,9 @@ def run() -> str:
         "record per call, as reimpl's own `_call_impl`, and torch keeps its no-hook fast "
         'path). Through torch\'s global forward hooks instead (`attach(forward="hooks")`), '
         "every module call takes `_call_impl`'s slow path (building the hook lists, a "
-        "closure, two Python hook calls) on top of the record: that column.",
+        "closure, two Python hook calls) on top of the record: that column. The last "
+        "column is the same model built from reimpl, recorded inline by its own "
+        "`_call_impl`, over untraced reimpl: the recorder's own cost for these spans.",
     ]
     return "\n".join(lines)
 

@@ -17,7 +17,8 @@ def test_measure_times_every_config_and_restores_torch() -> None:
 
     best = bench_torch_target.measure(build, lambda: torch.randn(4, 8), rounds=1, n=1)
     assert set(best) == {
-        "torch", "traced_fwd", "traced", "hooks_fwd", "viztracer", "torch.profiler",
+        "torch", "traced_fwd", "traced", "hooks_fwd", "viztracer", "torch.profiler", "reimpl",
+        "reimpl_fwd",
     }  # fmt: skip
     assert all(v > 0 for v in best.values())
     assert torch.nn.Module._call_impl is call_impl

@@ -57,20 +57,3 @@ def test_bench_query_wraps_each_parallel_apply_in_a_step_and_both_engines_agree(
     assert sorted(trace.parent[applies].tolist()) == sorted(steps.tolist())
     measured = bench_query.measure(path)  # asserts that DuckDB and SQLite give one answer
     assert measured["spans"] == trace.n and measured["hook_rows"] == 16  # 8 hooks x 2 threads
-
-
-def test_sim_devices_bench_times_each_step_and_restores_what_it_swapped() -> None:
-    from benchmarks import bench_sim_devices
-    from tracer.targets.torch import sim_devices
-
-    call = sim_devices._OnDevice.__call__
-    best = bench_sim_devices.measure(n=1, rounds=1)
-    assert set(best) == {
-        "plain torch module",
-        "torch.nn.DataParallel, 2 sim",
-        "... without ReplicaDevice",
-        "... under lockstep",
-    }
-    assert all(0 < v < float("inf") for v in best.values())
-    assert sim_devices._OnDevice.__call__ is call
-    assert torch.nn.DataParallel is sim_devices.TorchDataParallel

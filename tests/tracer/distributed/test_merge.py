@@ -96,3 +96,25 @@ def test_a_rank_that_never_joins_ends_the_others_and_is_named(tmp_path):
     stopped = {s["rank"]: s for s in report["stopped_early"]}
     assert stopped[1]["status"] == "exit 3" and stopped[1]["last"] is None
     assert stopped[0]["status"] == "terminated: SIGTERM"  # the agent ended it, it flushed
+
+
+def test_the_merge_command_reports_and_refuses_bad_inputs(tmp_path, monkeypatch):
+    from torchscope_cli import torchscope
+
+    from benchmarks import bench_merge
+
+    monkeypatch.setattr(bench_merge, "N_RANKS", 2)
+    monkeypatch.setattr(bench_merge, "N_SPANS", 1_000)
+    parts = [str(tmp_path / f"r{rank}.tsdb") for rank in (0, 1)]
+    for rank, path in enumerate(parts):
+        bench_merge.make_part(path, rank)
+    done = torchscope("merge", str(tmp_path / "m.tsdb"), *parts)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "merged 2 part file(s)" in done.stderr and "100 matched points, 100 complete" in done.stderr
+    )
+    missing = torchscope("merge", str(tmp_path / "n.tsdb"), parts[0], str(tmp_path / "none.tsdb"))
+    assert missing.returncode == 1 and "none.tsdb: no such trace file" in missing.stderr
+    assert not (tmp_path / "n.tsdb").exists()
+    onto = torchscope("merge", parts[0], *parts)
+    assert onto.returncode == 1 and "is also an input" in onto.stderr

@@ -29,6 +29,7 @@ import numpy as np
 if TYPE_CHECKING:  # textual is imported by the child, where its import time is measured
     from textual.app import App
     from textual.pilot import Pilot
+    from textual.screen import Screen
 
     from tui.views.calls import CallsView
     from tui.widgets.calltree import CallTree
@@ -137,20 +138,35 @@ def _p95(values: list[float]) -> float:
     return float(np.percentile(values, 95))
 
 
+def _busy(screen: Screen) -> bool:
+    """Whether a widget on screen still holds messages, or a refresh not yet
+    handed to the screen (it hands it over when its queue runs empty)."""
+    if screen.message_queue_size:
+        return True
+    return any(
+        w.message_queue_size or w._repaint_required or w._layout_required or w._scroll_required
+        for w in screen._compositor.visible_widgets
+        if w is not screen
+    )
+
+
 async def _settle(pilot: Pilot, done: Callable[[], bool]) -> None:
     """Waits until ``done()`` holds, then lays out and paints as the screen's timer would.
 
     Polls every millisecond instead of ``pilot.pause()``: Pilot sleeps at least
     20 ms per wait (until the process looks idle), a floor that would hide what
-    a keypress itself costs.
+    a keypress itself costs. Nor ``Pilot._wait_for_screen()``: it posts a
+    callback to every widget and waits for each, about 5 ms of CPU per call
+    that no terminal key costs; polling the widgets' queues and refresh flags
+    tells the same (every refresh request has become a dirty region).
     """
     deadline = time.perf_counter() + 10
-    while not done():
+    screen = pilot.app.screen
+    while not done() or _busy(screen):
         if time.perf_counter() > deadline:
             raise TimeoutError("the panes never showed the cursor's span")
         await asyncio.sleep(0.001)
-    await pilot._wait_for_screen()  # refresh requests still queued become dirty regions
-    pilot.app.screen._on_timer_update()  # layout and repaint, now
+    screen._on_timer_update()  # layout and repaint, now (nothing when already painted)
 
 
 def _key(app: App, key: str) -> None:

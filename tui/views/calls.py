@@ -84,6 +84,7 @@ class CallsView(View):
         yield Static("", id="calls-status")
 
     def on_mount(self) -> None:
+        self.tree.on_span = self._span_selected  # at once, in the tree's frame
         self.status = self._status_text()
         # the watcher skips updates before the view is mounted: draw the first line here
         self.query_one("#calls-status", Static).update(self.status)
@@ -112,6 +113,9 @@ class CallsView(View):
         return text + (f" · {extra}" if extra else "")
 
     def on_call_tree_span_selected(self, message: CallTree.SpanSelected) -> None:
+        self._span_selected(message.row, message.lane)
+
+    def _span_selected(self, row: int | None, lane: int | None) -> None:
         # A single highlight shows in every pane at once. In a run of them (a
         # held key) only the tree moves: drawing the other panes for rows the
         # cursor only passes over would make each key cost several frames, and
@@ -119,7 +123,7 @@ class CallsView(View):
         now = time.monotonic()
         in_run = now - self._last_selected < RUN_S
         self._last_selected = now
-        self._following = (message.row, message.lane)
+        self._following = (row, lane)
         if self._follow_timer is not None:
             self._follow_timer.stop()
             self._follow_timer = None

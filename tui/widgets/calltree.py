@@ -8,6 +8,7 @@ million children costs one page of labels, not a million nodes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,11 @@ class CallTree(Tree[NodeInfo]):
         self.roots = roots
         self.show_root = False
         self.guide_depth = 2
+
+    on_span: Callable[[int | None, int | None], None] | None = None
+    """Called at once with (row, lane) when the cursor moves to another node; when
+    unset, a ``SpanSelected`` message says it."""
+    _announced: TreeNode[NodeInfo] | None = None  # the node last said
 
     def on_mount(self) -> None:
         self.rebuild()
@@ -236,22 +242,33 @@ class CallTree(Tree[NodeInfo]):
             event.stop()
             self.page(event.node)
 
+    def watch_cursor_line(self, previous_line: int, line: int) -> None:
+        super().watch_cursor_line(previous_line, line)
+        # Said here rather than from Tree's NodeHighlighted message: the panes then
+        # change in the same frame as the tree, one paint per key instead of two.
+        node = self._cursor_node
+        if node is not None and node is not self._announced and previous_line != line:
+            self._announce(node)
+
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[NodeInfo]) -> None:
         event.stop()
-        self._announce(event.node)
+        if event.node is not self._announced and event.node is self._cursor_node:
+            self._announce(event.node)
 
     def _announce(self, node: TreeNode[NodeInfo]) -> None:
         """Tells the view which span (or lane) the cursor is on."""
         info = node.data
         if info is None:
             return
+        self._announced = node
         if info.kind == "span":
-            lane = int(self.model.trace.thread[info.row])
-            self.post_message(self.SpanSelected(self, info.row, lane))
+            row, lane = info.row, int(self.model.trace.thread[info.row])
         else:
-            self.post_message(
-                self.SpanSelected(self, None, info.thread if info.thread >= 0 else None)
-            )
+            row, lane = None, (info.thread if info.thread >= 0 else None)
+        if self.on_span is not None:
+            self.on_span(row, lane)
+        else:
+            self.post_message(self.SpanSelected(self, row, lane))
 
     def page(self, pager: TreeNode[NodeInfo]) -> None:
         """Shows the next (or previous) page of the pager's parent."""
@@ -286,7 +303,8 @@ class CallTree(Tree[NodeInfo]):
         self.move_cursor(node)
         # Tree only announces a new cursor *line*; after nodes were inserted the
         # same line can hold another node, so say it ourselves.
-        self._announce(node)
+        if node is not self._announced:
+            self._announce(node)
 
     # -- revealing a span -------------------------------------------------------------
 

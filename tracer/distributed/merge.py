@@ -31,7 +31,7 @@ from tracer.distributed.matching import Arrival, Matches, arrivals, match
 from tracer.distributed.parts import PartFile, open_part_file, thread_index
 from tracer.file.blocks import Block
 from tracer.file.errors import TraceError
-from tracer.file.store import Batch, StoreWriter
+from tracer.file.store import SQLITE_MAGIC, Batch, StoreWriter, connect, file_kind, new_run_id
 
 _NEVER_CLOSED = "died (never closed its part: killed, crashed, or still running)"
 
@@ -202,6 +202,28 @@ def _merged_meta(inputs: list[PartFile], report: dict) -> dict[str, str]:
     return meta
 
 
+def _refuse_output(output: str) -> None:
+    """Replaces only a trace: any other file at ``output`` is left untouched."""
+    if not os.path.exists(output):
+        return
+    if os.path.isdir(output):
+        raise TraceError(f"{output}: is a directory; give the merged trace a file name.")
+    with open(output, "rb") as fh:
+        is_sqlite = fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    kind = "foreign"
+    if is_sqlite:
+        conn = connect(output, readonly=True)
+        try:
+            kind = file_kind(conn)[0]
+        finally:
+            conn.close()
+    if kind == "foreign":
+        raise TraceError(
+            f"{output}: exists and is not a torchscope trace; refusing to overwrite it. "
+            "Choose another output file."
+        )
+
+
 def merge(output: str, paths: list[str]) -> MergeResult:
     """Merges the part files ``paths`` into a new trace at ``output``."""
     if not paths:
@@ -209,6 +231,7 @@ def merge(output: str, paths: list[str]) -> MergeResult:
     out_abs = os.path.abspath(output)
     if any(os.path.abspath(p) == out_abs for p in paths):
         raise TraceError(f"{output}: is also an input; write the merged trace elsewhere.")
+    _refuse_output(output)
     inputs = []
     try:
         for path in paths:
@@ -217,7 +240,7 @@ def merge(output: str, paths: list[str]) -> MergeResult:
         world = _world_size(inputs, found)
         matches = match(found, world)
         report = _report(inputs, matches, world)
-        run_id = inputs[0].meta.get("run_id") or inputs[0].processes[0].run
+        run_id = inputs[0].meta.get("run_id") or new_run_id()
         tmp = f"{output}.merging"
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -228,8 +251,11 @@ def merge(output: str, paths: list[str]) -> MergeResult:
             with progress.task("merge: writing", total=_total_spans(inputs)) as bar:
                 for where, pf in enumerate(inputs):
                     spans += _copy(pf, where, writer, matches, run_id, bar)[0]
-        finally:
+        except BaseException:
             writer.close()
+            os.unlink(tmp)  # never half a trace
+            raise
+        writer.close()
         os.replace(tmp, output)
     finally:
         for pf in inputs:

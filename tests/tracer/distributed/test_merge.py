@@ -118,3 +118,10 @@ def test_the_merge_command_reports_and_refuses_bad_inputs(tmp_path, monkeypatch)
     assert not (tmp_path / "n.tsdb").exists()
     onto = torchscope("merge", parts[0], *parts)
     assert onto.returncode == 1 and "is also an input" in onto.stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    refused = torchscope("merge", str(notes), *parts)
+    assert refused.returncode == 1 and "is not a torchscope trace" in refused.stderr
+    assert notes.read_text() == "mine"
+    again = torchscope("merge", str(tmp_path / "m.tsdb"), *parts)  # a trace is replaced
+    assert again.returncode == 0, again.stderr

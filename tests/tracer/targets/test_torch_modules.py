@@ -113,6 +113,35 @@ def test_the_global_hooks_seam_records_the_same(tmp_path):
     assert spans(paths["hooks"]) == spans(paths["reimpl"])
 
 
+def backward_hooks(backend: str) -> None:
+    """A backward pre-hook, and a full backward hook on a module whose input needs no grad."""
+    ns = backend_namespace(backend)
+    torch.manual_seed(0)
+    model = ns.nn.Sequential(ns.nn.Linear(4, 8), ns.nn.ReLU(), ns.nn.Linear(8, 2))
+    model[2].register_full_backward_pre_hook(check_grad_output)
+    model[0].register_full_backward_hook(log_grad)
+    with pytest.warns(UserWarning, match="no inputs require gradients"):  # torch's, and ours
+        model(torch.randn(5, 4)).sum().backward()
+
+
+def check_grad_output(module, grad_output) -> None:
+    assert grad_output[0] is not None
+
+
+def test_backward_hook_spans_nest_in_their_module_s_backward_span(tmp_path):
+    paths = {b: str(tmp_path / f"{b}.tsdb") for b in ("reimpl", "torch")}
+    for backend, path in paths.items():
+        with tracer.record(path, target=backend):
+            backward_hooks(backend)
+    torch_spans = spans(paths["torch"])
+    assert torch_spans == spans(paths["reimpl"])
+    nested = [(depth, kind, name) for depth, kind, name, _ in torch_spans if depth == 2]
+    assert nested == [
+        (2, "hook.backward_pre", f"{__name__}.check_grad_output"),
+        (2, "hook.backward", f"{__name__}.log_grad"),
+    ]
+
+
 BACKWARD_PROGRAM = """
 import torch
 from reimpl import _trace

@@ -115,13 +115,16 @@ def _traced_next_index(next_index: Callable) -> Callable:
         if _trace.sink is None:
             return next_index(self)
         name = type(self._index_sampler).__name__
+        ended = False
         with _trace.span("data.sampler", name, func=_NEXT_INDEX_FUNC) as sp:
             try:
                 index = next_index(self)
-            except StopIteration:
+                sp.set(**_index_attrs(index))
+            except StopIteration:  # the end of an epoch, not an error of the span
                 sp.set(end=True)
-                raise
-            sp.set(**_index_attrs(index))
+                ended = True
+        if ended:
+            raise StopIteration
         return index
 
     return wrapper

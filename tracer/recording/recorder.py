@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from reimpl import _trace
+from tracer.distributed import clock, rank
 from tracer.file.store import Batch, StoreWriter, new_run_id
 from tracer.recording import native_columns, subprocesses
 
@@ -104,6 +105,8 @@ class Recorder:
         self._stop = threading.Event()
         self.active = False
         self.spans_written = 0
+        self._stopping = threading.Lock()  # main thread and SIGTERM watcher (terminate.py)
+        self._terminated: str | None = None
 
     # -- the Sink protocol (reimpl._trace) ---------------------------------
 
@@ -142,7 +145,7 @@ class Recorder:
 
     def snapshot(self, kind: str, key: str, payload: dict) -> None:
         """Keeps a structured snapshot (a model's structure) for the next flush."""
-        self._snapshots.append((time.perf_counter_ns(), kind, key, payload))
+        self._snapshots.append((clock.now_ns(), kind, key, payload))
 
     # -- life cycle ----------------------------------------------------------
 
@@ -174,6 +177,7 @@ class Recorder:
                 self.next_id = self.stamps.next_id
         _trace.attach(self)
         subprocesses.follow(self.path, self.run_id)
+        rank.follow()  # a process group, when the program starts one: rank and clock
         return self
 
     def _open_part(self, ppid: int) -> None:
@@ -187,7 +191,7 @@ class Recorder:
             index,
             json.dumps(self._argv),
             socket.gethostname(),
-            time.perf_counter_ns(),
+            clock.now_ns(),
         )
         self._role_dirty = False
         self._stop = threading.Event()
@@ -222,6 +226,8 @@ class Recorder:
             del buf[:taken]
             snapshots, self._snapshots = self._snapshots, []
             batch = self._columns(records) if n else None
+            if batch is not None and clock.skew_ns():  # a simulated host (tests)
+                batch.starts = batch.starts + clock.skew_ns()
             threads, self._threads_dirty = self._threads_dirty, []
             if self._role_dirty:
                 store.update_process(self._part, role=self._role[0], role_index=self._role[1])
@@ -355,14 +361,36 @@ class Recorder:
                 buf = self.stamps.take(buf, final=True)[0]
             self._buf[:] = merge(buf, records)  # same list: append stays bound
 
-    def stop(self, status: str = "ok") -> None:
-        """Stops emitting, writes what is left and closes this process's part."""
+    def terminated(self, reason: str) -> None:
+        """A launcher is ending this process (``terminate.py``): writes everything
+        now, the collective this process is blocked in included, cut here."""
+        from reimpl import _collectives
+
         if not self.active:
             return
+        self._terminated = reason
+        for record in _collectives.cut_in_flight(reason):
+            self.append(record)
+        self.flush()
+        with self._lock:
+            if self._store is not None:
+                self._store.update_process(self._part, status=f"terminated: {reason}")
+
+    def stop(self, status: str = "ok") -> None:
+        """Stops emitting, writes what is left and closes this process's part."""
+        with self._stopping:
+            self._stop_locked(status)
+
+    def _stop_locked(self, status: str) -> None:
+        if not self.active:
+            return
+        if self._terminated is not None:
+            status = f"terminated: {self._terminated}"
         if _trace.sink is self:
             _trace.detach()
             _trace.backward_spans = True
             subprocesses.unfollow()
+            rank.unfollow()
         self.active = False
         self._stop.set()
         if self._writer is not None and self._writer is not threading.current_thread():
@@ -370,7 +398,7 @@ class Recorder:
         self._store.set_meta({"mirrors": json.dumps(_trace.MIRRORS)})  # type: ignore[union-attr]
         self.flush()
         self._store.update_process(  # type: ignore[union-attr]
-            self._part, end_ns=time.perf_counter_ns(), status=status
+            self._part, end_ns=clock.now_ns(), status=status
         )
         self._store.close()  # type: ignore[union-attr]
         self._store = None
@@ -386,6 +414,8 @@ class Recorder:
     def _after_fork_child(self) -> None:
         """Starts this child's own part; drops everything inherited."""
         self._lock = threading.Lock()
+        self._stopping = threading.Lock()  # never one a parent's thread held at fork
+        self._terminated = None
         _abandoned.append(self._store)  # never close the parent's connection here
         self._reset_buffers()
         self._role = ("child", None)

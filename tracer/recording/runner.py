@@ -11,20 +11,18 @@ import importlib.util
 import os
 import pkgutil  # noqa: F401  runpy imports it lazily; keep it out of the program's imports
 import runpy
-import signal
 import sys
 import traceback
-from types import FrameType
+from typing import TYPE_CHECKING
 
-from tracer.recording import numba_events
+from tracer.recording import numba_events, terminate
 from tracer.recording._import_hook import ImportHook
 from tracer.recording.deep import DEFAULT_DEPTH, start_viztracer, viztracer_records
 from tracer.recording.recorder import Recorder
+from tracer.targets import attach_target, check_target
 
-
-def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM becomes SystemExit, so ``finally`` blocks run and the trace closes."""
-    raise SystemExit(128 + signum)
+if TYPE_CHECKING:
+    from tracer.targets.torch.sim_devices import SimDevices
 
 
 def _module_exists(name: str) -> bool:
@@ -63,6 +61,8 @@ def run_under_recorder(
     append: bool = False,
     check: bool = False,
     imports: bool = True,
+    record_target: str = "reimpl",
+    sim_devices: SimDevices | None = None,
 ) -> int:
     """Runs ``target`` (a path, or a module name when ``module``); returns its exit code.
 
@@ -73,7 +73,10 @@ def run_under_recorder(
     hook per module boundary: most of the recording cost of a small-layer model).
     An existing trace at ``output`` is replaced unless ``append``; any other
     file there is refused (TraceError) before the program starts. Without
-    ``imports`` the program's imports are not recorded.
+    ``imports`` the program's imports are not recorded. ``record_target``
+    ``"torch"`` also attaches to the installed torch for the run (``tracer/targets/torch/``).
+    With ``sim_devices`` (``tracer/targets/torch/sim_devices.py``),
+    ``torch.nn.DataParallel`` runs on simulated devices for the run.
     """
     if not module and not os.path.isfile(target):
         print(f"torchscope record: no such script: {target}", file=sys.stderr)
@@ -82,16 +85,18 @@ def run_under_recorder(
         print(f"torchscope record: no module named {target!r}", file=sys.stderr)
         return 2
     argv = [target, *args]
+    sim = sim_devices  # installed after the torch target attaches, restored before it detaches
     recorder = Recorder(
         output,
         # deep mode keeps everything in memory: viztracer's calls merge in at the end
         flush_interval=3600.0 if deep else flush_interval,
         argv=argv,
         meta={
-            "target": "reimpl",
+            "target": check_target(record_target),
             "command": " ".join(argv),
             "deep": str(deep),
             "imports": "yes" if imports else "no",
+            **(sim.meta() if sim is not None else {}),
         },
         backward_spans=backward_spans,
         mode="append" if append else "new",
@@ -108,7 +113,7 @@ def run_under_recorder(
         sys.path.insert(0, os.getcwd())
     else:
         sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
-    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    uninstall_sigterm = terminate.install(recorder)  # SIGTERM flushes, then SystemExit
     code = 0
     status = "ok"
     viz = start_viztracer(depth) if deep else None  # its own imports stay out of the trace
@@ -116,6 +121,10 @@ def run_under_recorder(
     if import_hook is not None:
         import_hook.install()
     compile_listener = numba_events.install(recorder)
+    detach_target = attach_target(record_target, backward_spans=backward_spans)  # torch: its seams
+    if sim is not None:
+        print(f"torchscope: {sim.describe()}", file=sys.stderr)
+        sim.install()
     try:
         if module:
             runpy.run_module(target, run_name="__main__", alter_sys=True)
@@ -139,6 +148,8 @@ def run_under_recorder(
         code, status = 1, f"error: {type(exc).__name__}: {exc}"
         traceback.print_exc()
     finally:
+        if sim is not None:
+            sim.restore()
         if viz is not None:
             calls, overflow = viztracer_records(viz)
             recorder.merge_records(calls)
@@ -151,11 +162,14 @@ def run_under_recorder(
         if import_hook is not None:
             import_hook.uninstall()
         numba_events.uninstall(compile_listener)
+        detach_target()  # torch is as it was, whatever the program did
         recorder.stop(status)
-        signal.signal(signal.SIGTERM, previous)
+        uninstall_sigterm()
         sys.argv = saved_argv
         if sys.path and sys.path[0] != saved_path0:
             sys.path.pop(0)
+    if sim is not None:
+        print(f"torchscope: {sim.summary()}", file=sys.stderr)
     print(
         f"torchscope: trace written to {output} ({recorder.spans_written:,} spans)", file=sys.stderr
     )

@@ -125,6 +125,11 @@ def _use_stamps(new: Any) -> None:
         listener()
 
 
+def use_stamps(new: Any) -> None:
+    """For an attached sink that takes the native stamp later (once torch is imported)."""
+    _use_stamps(new)
+
+
 def attach(new_sink: Sink) -> None:
     """Makes ``new_sink`` receive every event; replays roles and thread names."""
     global sink

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from reimpl import _collectives, _trace
+from reimpl import _trace
 from tracer.distributed import clock
 
 _C10D = "torch.distributed.distributed_c10d"
@@ -88,6 +88,12 @@ def joined() -> None:
     """Called once the default group is up (every rank at the same moment)."""
     if _trace.sink is None:
         return
+    # Imported here, not at the top: reimpl._collectives imports torch, and the
+    # recorder must not import torch before the program does (its import is recorded).
+    from reimpl import _collectives
+
+    if _periodic not in _collectives.after:
+        _collectives.after.append(_periodic)
     info = _payload()
     if _trace._role[0] != "rank":
         _trace.set_process_role("rank", info["rank"])
@@ -174,8 +180,6 @@ def follow() -> None:
     """Starts watching for the process group (idempotent)."""
     global _finder
     launched()
-    if _periodic not in _collectives.after:
-        _collectives.after.append(_periodic)
     if _C10D in sys.modules:
         _patch()
     elif _finder is None:
@@ -186,8 +190,9 @@ def follow() -> None:
 def unfollow() -> None:
     """Stops watching: the wrappers are removed, the import hook too."""
     global _finder
-    if _periodic in _collectives.after:
-        _collectives.after.remove(_periodic)
+    collectives = sys.modules.get("reimpl._collectives")  # imported once a group was up
+    if collectives is not None and _periodic in collectives.after:
+        collectives.after.remove(_periodic)
     if _finder is not None and _finder in sys.meta_path:
         sys.meta_path.remove(_finder)
     _finder = None

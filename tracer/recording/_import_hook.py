@@ -182,9 +182,11 @@ class TorchInit:
 class ImportHook:
     """Emits one ``import`` record per module loaded while installed."""
 
-    def __init__(self, sink, torch_init=False):
+    def __init__(self, sink, torch_init=False, after_torch=None):
         self.sink = sink  # anything with next_id() and append(record)
         self._original = None
+        # Called once ``import torch`` has completed (a recorder's deferred stamp).
+        self.after_torch = after_torch
         self.torch_init = TorchInit(sink, time.perf_counter_ns) if torch_init else None
 
     def install(self):
@@ -195,6 +197,7 @@ class ImportHook:
         sink = self.sink
         perf = time.perf_counter_ns
         torch_init = self.torch_init
+        hook = self
 
         def _find_and_load(name, import_):
             if torch_init is not None:
@@ -213,6 +216,9 @@ class ImportHook:
                 if torch_init is not None:
                     torch_init.end(name, attrs)  # counts taken after t1: not in this span
                 sink.append((sid, 0, get_ident(), t0, t1, "import", name, FUNC, attrs))
+                if name == "torch" and error is None and hook.after_torch is not None:
+                    after, hook.after_torch = hook.after_torch, None
+                    after()
 
         _bootstrap._find_and_load = _find_and_load
 

@@ -80,10 +80,14 @@ class Recorder:
         backward_spans: bool = True,
         run_id: str | None = None,
         mode: str = "new",
+        defer_stamps: bool = False,
     ) -> None:
         """``mode``: ``"new"`` replaces a trace of another run at ``path``,
         ``"append"`` adds this run to it, ``"join"`` adds a part to run
-        ``run_id`` (a spawned child); see ``StoreWriter``."""
+        ``run_id`` (a spawned child); see ``StoreWriter``. ``defer_stamps``:
+        when torch is not imported yet, the native stamp (which needs torch)
+        waits for ``adopt_stamps()``, so the program's own ``import torch`` is
+        recorded instead of being done here by the recorder."""
         self.path = os.fspath(path)
         self.run_id = run_id or default_run_id()
         self.mode = mode
@@ -93,6 +97,7 @@ class Recorder:
         # The native boundary stamp (reimpl/_native), chosen at start: ids then
         # come from its counter, and each flush drains its buffers.
         self.stamps: Any = None
+        self.defer_stamps = defer_stamps
         self._argv = list(sys.argv if argv is None else argv)
         self._meta = dict(meta or {})
         self._role: tuple[str, int | None] = ("main", None)
@@ -170,7 +175,7 @@ class Recorder:
         # the after-fork callbacks: that is where a child's part learns to close.
         mp_util.register_after_fork(self, _register_mp_finalizer)
         _trace.backward_spans = self.backward_spans
-        if self.backward_spans:
+        if self.backward_spans and not (self.defer_stamps and "torch" not in sys.modules):
             self.stamps = _trace.native_stamps()  # None: the Python hooks (said once)
             if self.stamps is not None:
                 self.stamps.reset()
@@ -179,6 +184,27 @@ class Recorder:
         subprocesses.follow(self.path, self.run_id)
         rank.follow()  # a process group, when the program starts one: rank and clock
         return self
+
+    def adopt_stamps(self) -> None:
+        """Takes the native stamp now that torch is imported (``defer_stamps``).
+
+        No module can have run a forward before torch was imported, so no
+        boundary exists yet: switching is safe. The stamp's counter is moved
+        past every id the Python counter gave out (the import spans), so ids
+        stay unique and in start order.
+        """
+        if not (self.active and self.backward_spans) or self.stamps is not None:
+            return
+        stamps = _trace.native_stamps()
+        if stamps is None:
+            return
+        with self._lock:
+            stamps.reset()
+            for _ in range(self.next_id()):  # the Python counter's next id, given up
+                stamps.next_id()
+            self.stamps = stamps
+            self.next_id = stamps.next_id
+        _trace.use_stamps(stamps)
 
     def _open_part(self, ppid: int) -> None:
         self._store = StoreWriter(self.path, run_id=self.run_id, mode=self.mode)

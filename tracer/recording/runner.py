@@ -100,6 +100,7 @@ def run_under_recorder(
         },
         backward_spans=backward_spans,
         mode="append" if append else "new",
+        defer_stamps=imports,  # the stamp imports torch: not before the program does
     )
     recorder.start()  # refuses a non-trace output before anything of the program runs
     if recorder.replaced:
@@ -117,7 +118,7 @@ def run_under_recorder(
     code = 0
     status = "ok"
     viz = start_viztracer(depth) if deep else None  # its own imports stay out of the trace
-    import_hook = ImportHook(recorder) if imports else None
+    import_hook = ImportHook(recorder, after_torch=recorder.adopt_stamps) if imports else None
     if import_hook is not None:
         import_hook.install()
     compile_listener = numba_events.install(recorder)

@@ -12,13 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual._segment_tools import line_pad
 from textual.binding import Binding
 from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import Tree
+from textual.widgets._tree import _TreeLine
 from textual.widgets.tree import TreeNode
 
 from tui.model import TraceModel, fmt_ns, kind_style
@@ -38,9 +42,53 @@ class NodeInfo:
     loaded: bool = False
     lo: int = 0
     hi: int = 0
+    width: int = -1  # cells of the node's label, measured once
 
 
 FINDING_STYLES = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
+MAX_LABELS = 8192  # rendered labels kept (a few looks per node shown)
+
+
+class _PaintStyles:
+    """The tree's component styles, read once per paint (``Tree._render_line``
+    reads them for every line it draws)."""
+
+    def __init__(self, tree: Tree[NodeInfo]) -> None:
+        self.tree = tree
+        self.guide_hidden = tree.get_component_styles("tree--guides").color.a == 0
+        self.hover_hidden = tree.get_component_styles("tree--guides-hover").color.a == 0
+        self.selected_hidden = tree.get_component_styles("tree--guides-selected").color.a == 0
+        self.guide = tree.get_component_rich_style("tree--guides", partial=True)
+        hover = tree.get_component_rich_style("tree--guides-hover", partial=True)
+        self.hover = self.guide + hover
+        selected = tree.get_component_rich_style("tree--guides-selected", partial=True)
+        self.selected = self.guide + selected
+        self.highlight_line = tree.get_component_rich_style("tree--highlight-line")
+        self.label = tree.get_component_rich_style("tree--label", partial=True)
+        self.label_hover = tree.get_component_rich_style("tree--highlight", partial=True)
+        self.cursor = tree.get_component_rich_style("tree--cursor", partial=False)
+        self._guides: dict[tuple[bool, bool, bool], tuple[str, str, str, str]] = {}
+
+    def guides(self, style: Style, hidden: bool) -> tuple[str, str, str, str]:
+        """Space, vertical, terminator and cross, as Tree's ``get_guides`` makes them."""
+        key = (bool(style.bold), bool(style.underline2), hidden)
+        found = self._guides.get(key)
+        if found is None:
+            tree = self.tree
+            lines: tuple[str, ...] | tuple[tuple[str, str], ...]
+            if tree.show_guides and not hidden:
+                lines = tree.LINES["default"]
+                if style.bold:
+                    lines = tree.LINES["bold"]
+                elif style.underline2:
+                    lines = tree.LINES["double"]
+            else:
+                lines = ("  ", "  ", "  ", "  ")
+            depth = max(0, tree.guide_depth - 2)
+            found = self._guides[key] = tuple(  # type: ignore[assignment]
+                f"{c[0]}{c[1] * depth} " for c in lines
+            )
+        return found  # type: ignore[return-value]
 
 
 class CallTree(Tree[NodeInfo]):
@@ -62,6 +110,11 @@ class CallTree(Tree[NodeInfo]):
             self.row = row
             self.lane = lane
 
+    on_span: Callable[[int | None, int | None], None] | None = None
+    """Called at once with (row, lane) when the cursor moves to another node; when
+    unset, a ``SpanSelected`` message says it."""
+    _announced: TreeNode[NodeInfo] | None = None  # the node last said
+
     def __init__(
         self, model: TraceModel, roots: np.ndarray | None = None, **kwargs: object
     ) -> None:
@@ -70,11 +123,8 @@ class CallTree(Tree[NodeInfo]):
         self.roots = roots
         self.show_root = False
         self.guide_depth = 2
-
-    on_span: Callable[[int | None, int | None], None] | None = None
-    """Called at once with (row, lane) when the cursor moves to another node; when
-    unset, a ``SpanSelected`` message says it."""
-    _announced: TreeNode[NodeInfo] | None = None  # the node last said
+        # a node's label as segments, per look: see _render_line
+        self._labels: dict[tuple[object, ...], tuple[list[Segment], int]] = {}
 
     def on_mount(self) -> None:
         self.rebuild()
@@ -87,6 +137,7 @@ class CallTree(Tree[NodeInfo]):
         # Tree asks for ``rich_style`` once per line, and each ask walks the
         # ancestors' CSS (about 0.1 ms): a scroll repaints every line, so ask once.
         self._line_style = self.rich_style
+        self._paint = None
         try:
             return super().render_lines(crop)
         finally:
@@ -99,7 +150,99 @@ class CallTree(Tree[NodeInfo]):
         width = self.size.width
         return self._render_line(y + scroll_y, scroll_x, scroll_x + width, self._line_style)
 
+    _paint: _PaintStyles | None = None  # the component styles during one paint
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        # Tree's own line, drawn for less: the component styles are read once per
+        # paint, and a node's label is rendered once per look (cursor, hover,
+        # open) and reused on any line. Moving the cursor onto a node redraws
+        # every line under it (their guides light up), and a scroll or an open
+        # brings labels drawn before to other lines.
+        tree_lines = self._tree_lines
+        if self._line_style is None or y >= len(tree_lines):
+            return super()._render_line(y, x1, x2, base_style)
+        line = tree_lines[y]
+        path = line.path
+        is_hover = self.hover_line >= 0 and any(node._hover for node in path)
+        width = self.size.width
+        key = (y, is_hover, width, self._updates, self._pseudo_class_state)
+        key += tuple(node._updates for node in path)
+        strip = self._line_cache.get(key)
+        if strip is None:
+            strip = self._line_cache[key] = self._draw_line(line, y, is_hover, base_style, width)
+        return strip.crop(x1, x2)
+
+    def _draw_line(
+        self, line: _TreeLine[NodeInfo], y: int, is_hover: bool, base_style: Style, width: int
+    ) -> Strip:
+        """What ``Tree._render_line`` draws for ``line`` (same segments and styles)."""
+        paint = self._paint
+        if paint is None:
+            paint = self._paint = _PaintStyles(self)
+        path = line.path
+        focus = self.has_focus
+        line_style = paint.highlight_line if is_hover else base_style
+        here = line_style + Style(meta={"line": y})
+        guides = Text(style=here)
+        hover = path[0]._hover
+        selected = path[0]._selected and focus
+        guide_style, hidden = paint.guide, True
+        for node in path[1:]:
+            guide_style, hidden = paint.guide, paint.guide_hidden
+            if hover:
+                guide_style, hidden = paint.hover, paint.hover_hidden
+            if selected:
+                guide_style, hidden = paint.selected, paint.selected_hidden
+            if node is not path[-1]:
+                space, vertical, _, _ = paint.guides(guide_style, hidden)
+                guides.append(space if node.is_last else vertical, style=guide_style)
+            hover = hover or node._hover
+            selected = (selected or node._selected) and focus
+        if len(path) > 1:
+            _, _, terminator, cross = paint.guides(guide_style, hidden)
+            guides.append(terminator if line.last else cross, style=guide_style)
+        label_style = paint.label
+        if self.hover_line == y:
+            label_style += paint.label_hover
+        if self.cursor_line == y:
+            label_style += paint.cursor
+        node = path[-1]
+        look = (node._id, node._updates, node._expanded, node._allow_expand)
+        look += (line_style, label_style)
+        label = self._labels.get(look)
+        if label is None:
+            text = Text(style=line_style)
+            text.append(self.render_label(node, line_style, label_style))
+            text.stylize(Style(meta={"node": node._id}))
+            if len(self._labels) > MAX_LABELS:
+                self._labels.clear()
+            label = self._labels[look] = (list(text.render(self.app.console)), text.cell_len)
+        segments, label_len = label
+        line_meta = Style(meta={"line": y})
+        out = list(guides.render(self.app.console)) if guides else []
+        out += [Segment(t, line_meta + style if style else line_meta) for t, style, _ in segments]
+        pad_width = max(self.virtual_size.width, width)
+        return Strip(line_pad(out, 0, pad_width - guides.cell_len - label_len, here))
+
+    def get_label_width(self, node: TreeNode[NodeInfo]) -> int:
+        # Tree measures every line's label to size the scroll area, each time the
+        # lines change (an open, a page): with Tree's render_label that is a new
+        # Text per line, in proportion to the rows in the tree. A label never
+        # changes, so measure it once.
+        info = node.data
+        if info is None:
+            return super().get_label_width(node)
+        if info.width < 0:
+            info.width = node._label.cell_len
+        if not node._allow_expand:
+            return info.width
+        return info.width + cell_len(self.ICON_NODE_EXPANDED if node._expanded else self.ICON_NODE)
+
     # -- building -------------------------------------------------------------------
+
+    def clear(self) -> CallTree:
+        self._labels.clear()  # node ids start again from 0
+        return super().clear()
 
     def rebuild(self) -> None:
         """Builds the top levels again (after a filter change)."""

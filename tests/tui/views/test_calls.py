@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from textual import events
 from textual.pilot import Pilot
+from textual.widgets import Tree
 from tui_helpers import ready
 
 from tui.app import TorchscopeApp
@@ -91,3 +92,36 @@ async def test_a_single_key_shows_every_pane_at_once(sample):
             "moved the cursor and the details",
         )
         assert calls.shows(tree.cursor_row)  # nothing deferred to a timer
+
+
+async def test_opening_a_node_draws_its_children_and_the_panes_follow_into_it(sample):
+    async with _calls_view(sample) as (app, pilot, calls):
+        tree = calls.tree
+        t = tree.model.trace
+        await pilot.press("down", "down", "down")
+        await ready(pilot)
+        step = tree.cursor_row
+        assert step is not None and t.kind_of(step) == "step"
+        node = tree.cursor_node
+        await pilot.press("right")  # opens it; the cursor stays
+        await _until(pilot, lambda: node.is_expanded and calls.shows(step), "opened the step")
+        await pilot.pause()
+        kids = [int(r) for r in t.children(step)]
+        below = [line.node.data.row for line in tree._tree_lines[tree.cursor_line + 1 :]]
+        assert below[: len(kids)] == kids  # every child, in order, under the step
+        lines = _screen_text(app).splitlines()
+        assert any(t.kind_of(kids[0]) in line and t.name_of(kids[0]) in line for line in lines)
+        # each label measured as Tree itself measures it (the scroll width)
+        nodes = [line.node for line in tree._tree_lines]
+        assert [tree.get_label_width(n) for n in nodes] == [
+            Tree.get_label_width(tree, n) for n in nodes
+        ]
+        assert tree.virtual_size.height == len(nodes)
+        await pilot.press("right")  # into it: the first child, in every pane
+        await _until(pilot, lambda: calls.shows(kids[0]), "showed the first child")
+        assert tree.cursor_row == kids[0]
+        await pilot.pause()
+        lines = _screen_text(app).splitlines()
+        assert any("name" in line and t.name_of(kids[0]) in line for line in lines)
+        offset = f"+{fmt_ns(t.start_ns[kids[0]] - tree.model.t0)}"
+        assert any("start" in line and offset in line for line in lines)

@@ -54,3 +54,46 @@ async def test_huge_node_pages_and_reveals(tmp_path):
         tree.page(node.children[0])
         assert node.data.lo == first_shown - PAGE
         assert tree.cursor_row == t.children(wide)[first_shown - 1]
+
+
+async def test_lines_are_drawn_as_tree_draws_them():
+    """CallTree draws its lines for less (labels reused, styles read once per
+    paint): the segments, styles and click metadata stay Tree's own."""
+    from textual.widgets import Tree
+    from tui_helpers import SAMPLE
+
+    app = TorchscopeApp(str(SAMPLE))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        tree = app.screen.query_one("#calltree", CallTree)
+        for node in list(tree.root.children[0].children[0].children)[:6]:
+            tree.ensure_loaded(node)
+            node.expand()
+            for child in list(node.children)[:2]:
+                tree.ensure_loaded(child)
+                child.expand()
+        await pilot.pause()
+        compared = 0
+        for look in ("cursor", "hover", "unfocused"):
+            if look == "cursor":
+                tree.cursor_line = 5  # the guides under the cursor's node light up
+            elif look == "hover":
+                tree.hover_line = 7
+            else:
+                app.screen.set_focus(None)
+            await pilot.pause()
+            style = tree.rich_style
+            for y in range(len(tree._tree_lines)):
+                tree._line_cache.clear()
+                tree.render_lines(tree.size.region)  # a paint: labels and styles kept
+                tree._line_cache.clear()
+                tree._line_style = style
+                try:
+                    ours = list(tree._render_line(y, 0, 500, style))
+                finally:
+                    tree._line_style = None
+                tree._line_cache.clear()
+                theirs = list(Tree._render_line(tree, y, 0, 500, style))
+                assert ours == theirs, f"line {y} ({look})"
+                compared += 1
+        assert compared > 60

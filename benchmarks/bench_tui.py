@@ -421,13 +421,21 @@ def run() -> str:
         *[f"| {a} | {b} | {c} |" for a, b, c in rows],
         "",
         "The goals are wall times on a quiet machine; on a loaded one the CPU times are "
-        "the figures to compare with them. A single move shows the span in every pane at "
-        "once; in a run of keys only the tree follows each key and the other panes show the "
-        "last span 50 ms after it (`tui/views/calls.py`), which is most of the wait after "
-        "the last key. Opening a node stays above 30 ms of CPU: Textual clears the tree's "
-        "line cache whenever nodes are added and then draws each visible line again (about "
-        "0.4 ms a line, 33 lines here), and the taller tree needs a layout pass of the "
-        "screen. CPU times vary by about a third between runs on this shared machine.",
+        "the figures to compare with them. A single move shows the span in every pane in "
+        "the tree's own frame: the tree tells the view at once (`CallTree.on_span`), so a "
+        "key costs one paint, not two. In a run of keys only the tree follows each key and "
+        "the other panes show the last span 50 ms after it (`tui/views/calls.py`), which is "
+        "most of the wait after the last key. Opening or selecting a node redraws most of "
+        "the tree's 33 visible lines (the new children; the guides under a selected node "
+        "light up): `CallTree` draws a line with the styles read once per paint and each "
+        "node's label rendered once per look, and measures a label once (Tree measured every "
+        "line's label at each open); the rest is Textual's layout pass for the taller tree "
+        "and its per-line compositing. The viewer freezes its heap after loading "
+        "(`gc.freeze`): a full collection no longer rescans the trace's objects (0.1-0.3 s, "
+        "a stall now and then in a run of keys). Measures settle by polling the widgets' "
+        "queues and refresh flags, not `Pilot._wait_for_screen` (a callback to every "
+        "widget, about 5 ms of the benchmark's own CPU per measure, in figures before "
+        "this run). CPU times vary by about a third between runs on this shared machine.",
     ]
     return "\n".join(lines)
 

@@ -347,7 +347,35 @@ class CallTree(Tree[NodeInfo]):
         # Tree clears its line cache and asks for a layout at every node added;
         # once for a page of 200 is enough.
         if not self._adding:
-            super()._invalidate()
+            self._sizing = True  # see refresh
+            try:
+                super()._invalidate()
+            finally:
+                self._sizing = False
+
+    _sizing = False  # while Tree re-counts its lines: its size on screen stays
+
+    def refresh(
+        self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False
+    ) -> CallTree:
+        # New lines change only the tree's scrollable (virtual) size; Tree asks
+        # for a layout of the whole screen for it (twice: when the lines change
+        # and when they are counted). The tree's own size is fixed by the CSS,
+        # so its scrollbars are all that follows (``_build``); a scrollbar that
+        # appears or goes still lays the screen out.
+        if self._sizing:
+            layout = False
+        super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+        return self
+
+    def _build(self) -> None:
+        self._sizing = True
+        try:
+            super()._build()
+        finally:
+            self._sizing = False
+        if self.is_mounted and self.container_size:
+            self._scroll_update(self.virtual_size)
 
     def span_label(self, row: int) -> Text:
         """kind, name, inclusive and self time, share of the parent."""

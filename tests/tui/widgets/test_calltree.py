@@ -97,3 +97,36 @@ async def test_lines_are_drawn_as_tree_draws_them():
                 assert ours == theirs, f"line {y} ({look})"
                 compared += 1
         assert compared > 60
+
+
+async def test_scrollbar_follows_the_lines_without_a_layout_per_open():
+    """Opening a node changes only the tree's scrollable size: the scrollbar
+    still appears when the lines outgrow the tree and goes when they fit."""
+    from tui_helpers import SAMPLE
+
+    app = TorchscopeApp(str(SAMPLE))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        tree = app.screen.query_one("#calltree", CallTree)
+        thread = tree.root.children[0].children[0]
+        thread.collapse()
+        await pilot.pause()
+        assert len(tree._tree_lines) < tree.size.height
+        assert not tree.show_vertical_scrollbar
+        thread.expand()
+        for node in list(thread.children)[:6]:
+            tree.ensure_loaded(node)
+            node.expand()
+        await pilot.pause()
+        assert len(tree._tree_lines) > tree.size.height
+        assert tree.show_vertical_scrollbar and tree.vertical_scrollbar.display
+        assert tree.vertical_scrollbar.window_virtual_size == len(tree._tree_lines)
+        assert tree.max_scroll_y == len(tree._tree_lines) - tree.scrollable_content_region.height
+        tree.scroll_end(animate=False)
+        await pilot.pause()
+        last = tree._tree_lines[-1].node._label.plain
+        text = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        assert last[:20] in text  # the last line can be scrolled to and is drawn
+        thread.collapse()
+        await pilot.pause()
+        assert not tree.show_vertical_scrollbar and tree.scroll_y == 0

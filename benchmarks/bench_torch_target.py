@@ -99,7 +99,8 @@ def run() -> str:
         "### `--target torch`: an unmodified torch step, traced over untraced",
         "",
         "One step = forward + backward + SGD step of a `torch.nn` model, batch 16; process "
-        "CPU time with one intra-op thread, best of 30 interleaved rounds (load average "
+        "CPU time with one intra-op thread, best of 30 interleaved rounds, each timing 3 steps "
+        "after one untimed step that pays the per-attach costs (load average "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on a shared 2-core machine: compare "
         "ratios within this run). torchscope = the real recorder writing a trace file with "
         "the torch target attached: forward spans and the hook machinery (goal <= 1.10), "

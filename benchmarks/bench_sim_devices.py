@@ -23,27 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
+from benchmarks.bench_dataparallel import build_model
 from tracer.targets.torch import sim_devices
 from tracer.targets.torch.sim_devices import SimDevices
 
 BATCH = 16
 ROUNDS = 7
-
-
-def build_model() -> nn.Module:
-    """The small CNN of bench_dataparallel, in torch.nn."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    )
 
 
 def _plain_call(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -52,7 +38,7 @@ def _plain_call(self: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _steps() -> dict[str, Callable[[], None]]:
-    model = build_model()
+    model = build_model(torch.nn)
     x = torch.randn(BATCH, 3, 32, 32)
     with SimDevices(2, lockstep=False):
         free = torch.nn.DataParallel(model)

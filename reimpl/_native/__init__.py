@@ -34,16 +34,23 @@ SOURCE = Path(__file__).with_name("boundary.cpp")
 _loaded: list[Any] = []  # [Stamps or None] once load() has decided
 
 
+def cache_dir(stem: str, key: str) -> Path:
+    """``<cache>/<stem>-<digest of key>``: where a compiled part lives
+    (``$TORCHSCOPE_CACHE``, else ``~/.cache/torchscope``); the recorder's column
+    writer (tracer/recording/native_columns.py) keeps its build there too."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    root = os.environ.get("TORCHSCOPE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torchscope"
+    )
+    return Path(root) / f"{stem}-{digest}"
+
+
 def build_dir() -> Path:
     """Where the extension for this source, torch and Python lives."""
     import torch
 
     key = f"{SOURCE.read_bytes().hex()}|{torch.__version__}|{sys.version}|{sys.platform}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    root = os.environ.get("TORCHSCOPE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torchscope"
-    )
-    return Path(root) / f"boundary-{digest}"
+    return cache_dir("boundary", key)
 
 
 _NAME = "torchscope_boundary"

@@ -16,7 +16,6 @@ Python transpose: same columns, just slower (a test compares the two).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import subprocess
@@ -26,6 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from reimpl._native import cache_dir
+
 SOURCE = Path(__file__).with_name("_columns.c")
 _NAME = "torchscope_columns"
 _loaded: list[Any] = []  # [module or None] once load() has decided
@@ -33,12 +34,7 @@ _loaded: list[Any] = []  # [module or None] once load() has decided
 
 def build_dir() -> Path:
     """Where the extension for this source and this Python lives."""
-    key = f"{SOURCE.read_bytes().hex()}|{sys.version}|{sys.platform}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    root = os.environ.get("TORCHSCOPE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torchscope"
-    )
-    return Path(root) / f"columns-{digest}"
+    return cache_dir("columns", f"{SOURCE.read_bytes().hex()}|{sys.version}|{sys.platform}")
 
 
 def _target(folder: Path) -> Path:

@@ -322,6 +322,52 @@ def write_sample(path: str | os.PathLike[str] = OUT) -> str:
     return path
 
 
+DEMO_LANES = Path(__file__).with_name("demo_lanes.tsdb")
+NEXT = "reimpl.utils.data.dataloader._BaseDataLoaderIter.__next__"
+
+
+def dense_main() -> list[Node]:
+    """The demo's main thread: steps whose data.next, forward and backward spans
+    are a few microseconds apart, so most labels do not fit their bars."""
+    roots = []
+    for i in range(3):
+        t = 100 + 600 * i
+        step = Node("step", f"step {i}", "reimpl._trace.step", t, 520)
+        step.add(Node("data.next", "__next__", NEXT, t + 2, 6))
+        step.add(module("SmallCNN", "SmallCNN", t + 9, 180))
+        step.add(Node("module.backward", "SmallCNN", BACKWARD, t + 190, 300))
+        step.add(Node("optim.step", "SGD.step", "reimpl.optim.sgd.SGD.step", t + 492, 4))
+        step.add(Node("sched.step", "StepLR.step", "reimpl.optim.lr_scheduler.LRScheduler.step",
+                      t + 497, 3))  # fmt: skip
+        roots.append(step)
+    update_bn = Node("swa.update_bn", "update_bn", "reimpl.optim.swa_utils.update_bn", 1900, 90)
+    update_bn.add(Node("data.next", "__next__", NEXT, 1901, 5))
+    update_bn.add(module("SmallCNN", "SmallCNN", 1910, 70))
+    return [*roots, update_bn]
+
+
+def write_demo_lanes(path: str | os.PathLike[str] = DEMO_LANES) -> str:
+    """The demo's lanes with fixed times: a main thread of dense, overlapping labels
+    and two DataLoaders (training, then SWA's update_bn) of two workers each, so
+    two processes are "worker 0" and two "worker 1" (tests/tui/test_timeline_snapshots.py)."""
+    path = os.fspath(path)
+    if os.path.exists(path):
+        os.remove(path)
+    w = StoreWriter(path, run_id="demo-lanes")
+    w.set_meta({"created": "2026-01-01T00:00:00", "clock": "perf_counter_ns", "target": "reimpl"})
+    base = 1_000_000_000
+    write_part(w, 3000, "main", None, [("MainThread", None)], dense_main(), base)
+    for loader, pid0 in ((0, 3001), (1, 3003)):
+        for k in range(2):
+            spans = worker_spans(k) if loader == 0 else worker_spans(k)[:1]
+            if loader == 1:  # SWA's loader runs after training
+                for node, _ in flatten(spans):
+                    node.start += 1750
+            write_part(w, pid0 + k, "worker", k, [("MainThread", None)], spans, base)
+    w.close()
+    return path
+
+
 WITH_FINDINGS = Path(__file__).with_name("sample_findings.tsdb")
 
 
@@ -350,3 +396,4 @@ def write_sample_with_findings(path: str | os.PathLike[str] = WITH_FINDINGS) -> 
 if __name__ == "__main__":
     print(write_sample(sys.argv[1] if len(sys.argv) > 1 else OUT))
     print(write_sample_with_findings())
+    print(write_demo_lanes())

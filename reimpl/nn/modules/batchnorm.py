@@ -121,11 +121,14 @@ def _stats_summary(module: _NormBase, when: str) -> dict:
     }
 
 
-def _running_stats_begin(module: _BatchNorm, factor: float, bn_training: bool) -> tuple | None:
+def _running_stats_begin(
+    module: _BatchNorm, factor: float, bn_training: bool, counted: bool = True
+) -> tuple | None:
     """Opens a ``bn.running_stats`` record (traced only) when the layer's running-stats
     state differs from its last record; None (nothing to record) otherwise.
 
-    Called after ``_exponential_average_factor`` counted this batch, so
+    Called after ``_exponential_average_factor`` counted this batch (``counted``;
+    the torch target calls it before torch's forward counts it), so
     ``batches_before`` is the count before it. The running buffers move when the
     forward normalises with batch statistics and passes them to the kernel.
     """
@@ -150,7 +153,7 @@ def _running_stats_begin(module: _BatchNorm, factor: float, bn_training: bool) -
         "momentum": module.momentum,
         **_stats_summary(module, "before"),
     }
-    if updates and attrs["batches_before"] is not None:
+    if counted and updates and attrs["batches_before"] is not None:
         attrs["batches_before"] -= 1  # the factor's side effect already counted this batch
     func = _SYNC_STATS_FUNC if isinstance(module, SyncBatchNorm) else _STATS_FUNC
     return sink, sink.next_id(), perf_counter_ns(), func, attrs  # type: ignore[union-attr]

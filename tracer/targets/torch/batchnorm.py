@@ -1,15 +1,18 @@
 """``bn.forward`` evidence and ``bn.running_stats`` spans of torch's BatchNorm layers.
 
-Seam: ``torch.nn.functional.batch_norm`` wrapped for the run (torch's
-``_BatchNorm.forward`` calls it through the module, after counting the batch and
-choosing the averaging factor, which it passes as ``momentum``). When the
-call comes from a BatchNorm layer's ``forward`` (wrapped on ``_BatchNorm``
-to say so), the wrapper records what reimpl's ``_BatchNorm.forward`` records,
-with reimpl's own helpers (``reimpl/nn/modules/batchnorm.py``): a ``bn.forward``
-instant when the layer's state changes (train mode, grad and inference mode,
-values per channel: ``torchscope check``'s ``bn-*`` rules read it) and a
-``bn.running_stats`` span around the call when its running-statistics state
-changes. torch's SyncBatchNorm runs its own autograd function on CUDA: its
+Seam: ``_BatchNorm.forward`` wrapped for the run (BatchNorm1d/2d/3d and the
+lazy ones inherit it). Around torch's own forward, the wrapper records what
+reimpl's ``_BatchNorm.forward`` records, with reimpl's own helpers
+(``reimpl/nn/modules/batchnorm.py``): a ``bn.forward`` instant when the layer's
+state changes (train mode, grad and inference mode, values per channel:
+``torchscope check``'s ``bn-*`` rules read it) and a ``bn.running_stats`` span
+around the call when its running-statistics state changes, with the averaging
+factor torch is about to use (worked out as torch's forward does, before it
+counts the batch). One Python call per layer call: a wrapper on
+``F.batch_norm`` told by the layer's forward which layer calls it cost twice
+that (5.6% of the 50-block BatchNorm MLP's step against 2-3%). ``F.batch_norm``
+called directly, outside a BatchNorm layer, records nothing. torch's
+SyncBatchNorm runs its own forward and autograd function on CUDA: its
 statistics exchange shows as the ``collective.*`` spans of the collectives seam;
 its ``bn.stats``/``bn.elemt``/``bn.backward_*`` kernels are not seen.
 """
@@ -17,13 +20,10 @@ its ``bn.stats``/``bn.elemt``/``bn.backward_*`` kernels are not seen.
 from __future__ import annotations
 
 import functools
-import inspect
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from reimpl import _trace
@@ -34,58 +34,42 @@ from reimpl.nn.modules.batchnorm import (
 )
 from tracer.targets.torch.attach import Options, Patches
 
-_current = threading.local()
-"""``layer``: the BatchNorm layer whose forward runs on this thread (None outside)."""
+
+def _factor(layer: Any) -> float:
+    """The averaging factor torch's ``_BatchNorm.forward`` is about to use (it
+    counts the batch first: with ``momentum=None``, 1 / (batches seen + 1))."""
+    momentum = layer.momentum
+    if momentum is not None:
+        return momentum
+    count = layer.num_batches_tracked
+    if layer.training and layer.track_running_stats and count is not None:
+        return 1.0 / (float(count) + 1.0)
+    return 0.0
 
 
 def _traced_forward(forward: Callable) -> Callable:
-    """``_BatchNorm.forward`` telling ``F.batch_norm`` which layer calls it."""
+    """``_BatchNorm.forward`` recording reimpl's evidence around torch's own."""
 
     @functools.wraps(forward)
     def wrapper(self: Any, input: torch.Tensor) -> Any:
         if _trace.sink is None:
             return forward(self, input)
-        outer = getattr(_current, "layer", None)
-        _current.layer = self
-        try:
-            return forward(self, input)
-        finally:
-            _current.layer = outer
-
-    return wrapper
-
-
-def _layer() -> Any:
-    return getattr(_current, "layer", None)
-
-
-def _traced_batch_norm(batch_norm: Callable) -> Callable:
-    @functools.wraps(batch_norm)
-    def wrapper(input: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        layer = _layer() if _trace.sink is not None else None
-        if layer is None:
-            return batch_norm(input, *args, **kwargs)
-        if len(args) == 7 and not kwargs:  # as torch's _BatchNorm.forward calls it
-            training, factor = args[4], args[5]
-        else:
-            bound = _PARAMS.bind(input, *args, **kwargs).arguments
-            training, factor = bound.get("training", False), bound.get("momentum", 0.1)
+        training = self.training
         if training:
-            _record_evidence(layer, input, 1)
-        begun = _running_stats_begin(layer, factor, training)
-        out = batch_norm(input, *args, **kwargs)
+            if input.dim() > 1:  # else torch's own check raises its own error
+                _record_evidence(self, input, 1)
+            bn_training = True
+        else:  # torch reads the buffers through Module.__getattr__: only here
+            bn_training = self.running_mean is None and self.running_var is None
+        begun = _running_stats_begin(self, _factor(self), bn_training, counted=False)
+        out = forward(self, input)
         if begun is not None:
-            _running_stats_end(layer, begun)
+            _running_stats_end(self, begun)
         return out
 
     return wrapper
 
 
-_PARAMS = inspect.signature(F.batch_norm)
-
-
 def install(patches: Patches, options: Options) -> None:
-    """Wraps ``F.batch_norm`` (torch's BatchNorm layers look it up on the module) and
-    ``_BatchNorm.forward`` (which says which layer calls it)."""
-    patches.wrap(F, "batch_norm", _traced_batch_norm)
+    """Wraps ``_BatchNorm.forward`` (BatchNorm1d/2d/3d and the lazy ones inherit it)."""
     patches.wrap(_BatchNorm, "forward", _traced_forward)

@@ -5,7 +5,7 @@ that stresses the tree: 50 training steps of 100 layers x 99 ops each, and one
 span with about half a million direct children. The app runs headless through
 ``App.run_test`` in a fresh process, so the memory figure is the viewer's own.
 Keys are timed from the driver to a painted screen whose panes all show the
-cursor's span: single presses, and a run at key-repeat speed.
+cursor's span: single presses, a run at key-repeat speed, and switching views.
 
     python -m benchmarks.bench_tui
 """
@@ -42,6 +42,7 @@ N_PROCESSES = 3  # fresh viewers measured; each figure is the median of theirs
 N_MOVES = 50  # single cursor moves measured
 N_RUN = 30  # keys in the held-key run
 REPEAT_HZ = 30  # a terminal's key repeat
+N_SWITCH_ROUNDS = 4  # rounds through every view; the first one visits each for the first time
 
 
 def _step_block(s: int, base: int, codes: dict[str, int]) -> dict[str, np.ndarray]:
@@ -214,6 +215,7 @@ async def _measure(path: str) -> dict[str, float]:
         out.update(await _open_and_select(pilot, tree, view))
         out.update(await _moves(pilot, tree, view))
         out.update(await _key_run(pilot, tree, view))
+        out.update(await _switches(pilot))
         out.update(await _pilot_floor(pilot, tree))
         out["spans"] = t.n
     out["peak_rss_mb"] = _peak_rss_mb()
@@ -291,6 +293,52 @@ async def _key_run(pilot: Pilot, tree: CallTree, view: CallsView) -> dict[str, f
     }
 
 
+def _view_shown(app: App, view_id: str) -> Callable[[], bool]:
+    """Whether ``view_id``'s tab is open, its view on screen and the focus in it
+    (or nowhere, for a view with nothing to focus)."""
+    from textual.widgets import TabbedContent
+
+    def shown() -> bool:
+        screen = app.screen
+        if screen.query_one(TabbedContent).active != view_id:
+            return False
+        view = screen.query_one(f"#{view_id}-view")
+        if view not in screen._compositor.visible_widgets:
+            return False
+        focused = screen.focused
+        return focused is None or view in focused.ancestors_with_self
+
+    return shown
+
+
+async def _switches(pilot: Pilot) -> dict[str, float]:
+    """Each view's key in tab order and back to Calls, ``N_SWITCH_ROUNDS`` times:
+    the first round visits each view for the first time, the others revisit."""
+    from tui.views import VIEWS
+
+    order = [*VIEWS[1:], VIEWS[0]]
+    first: list[tuple[float, float]] = []
+    again: list[tuple[float, float]] = []
+    to_calls: list[tuple[float, float]] = []  # the heaviest view: tree, panes, timeline
+    for round_ in range(N_SWITCH_ROUNDS):
+        for view in order:
+            key = str(VIEWS.index(view) + 1)
+            done = _view_shown(pilot.app, view.ID)
+            timed = await _timed(pilot, lambda k=key: _key(pilot.app, k), done)
+            (first if round_ == 0 else again).append(timed)
+            if round_ and view is VIEWS[0]:
+                to_calls.append(timed)
+            await asyncio.sleep(0.2)  # a person looks before moving on
+            await pilot.app.workers.wait_for_complete()  # Stats fills its tables once
+            await _settle(pilot, lambda: True)
+    out = {}
+    for label, times in (("switch_first", first), ("switch", again), ("switch_calls", to_calls)):
+        walls, cpus = zip(*times)
+        out[f"{label}_ms"], out[f"{label}_cpu_ms"] = 1e3 * median(walls), 1e3 * median(cpus)
+        out[f"{label}_max_ms"], out[f"{label}_max_cpu_ms"] = 1e3 * max(walls), 1e3 * max(cpus)
+    return out
+
+
 async def _pilot_floor(pilot: Pilot, tree: CallTree) -> dict[str, float]:
     """``pilot.press`` + ``pilot.pause``, the way this benchmark measured a move before."""
     moves, idle = [], []
@@ -350,6 +398,8 @@ def run() -> str:
             runs.append(measure(path))
             load = max(load, os.getloadavg()[0])
     r = {k: median(run[k] for run in runs) for k in runs[0]}
+    from tui.views import VIEWS
+
     rows = [
         ("imports (textual, numpy, numba via tracer)", f"{r['imports_s']:.2f} s", "-"),
         (
@@ -394,6 +444,25 @@ def run() -> str:
             f"same run: CPU of the whole run ({r['run_wall_ms'] / 1e3:.2f} s of wall), per key",
             f"{r['run_cpu_ms']:.0f} ms, {r['run_cpu_ms'] / N_RUN:.1f} ms",
             "-",
+        ),
+        (
+            f"switch views (keys 2-5, then 1: Modules, Stats, Findings, Imports, Calls), "
+            "the view shown, focused, laid out and painted: first visits, median of "
+            f"{len(VIEWS)}, wall (CPU); the slowest",
+            f"{_ms(r, 'switch_first')}; {_ms(r, 'switch_first_max')}",
+            "<= 50 ms",
+        ),
+        (
+            f"same, revisits: median of {(N_SWITCH_ROUNDS - 1) * len(VIEWS)}, wall (CPU); "
+            "the slowest",
+            f"{_ms(r, 'switch')}; {_ms(r, 'switch_max')}",
+            "<= 50 ms",
+        ),
+        (
+            f"same, back to Calls (tree, details, sources, timeline): median of "
+            f"{N_SWITCH_ROUNDS - 1}, wall (CPU); the slowest",
+            f"{_ms(r, 'switch_calls')}; {_ms(r, 'switch_calls_max')}",
+            "<= 50 ms",
         ),
         (
             "move down measured as before (`pilot.press` + `pilot.pause`); the same for a "

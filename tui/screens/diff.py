@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from tui.views.diff import DiffView
+from tui.widgets.footer import KeysFooter
 
 
 class DiffScreen(Screen):
@@ -18,7 +18,7 @@ class DiffScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield DiffView(self.a, self.b, self.kinds)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.a} vs {self.b}"

@@ -6,11 +6,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.lazy import Lazy
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import TabbedContent, TabPane
 
 from tui.messages import JumpToSpan
 from tui.model import TraceModel
 from tui.views import VIEWS, CallsView, View
+from tui.widgets.footer import KeysFooter
 
 
 def view_bindings() -> list[Binding]:
@@ -36,7 +37,7 @@ class MainScreen(Screen):
                 with TabPane(f"{k} {view.TITLE}", id=view.ID):
                     # Hidden views mount after the first paint: start-up shows Calls sooner.
                     yield view(self.model) if k == 1 else Lazy(view(self.model))
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.model.trace.path

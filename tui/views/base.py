@@ -46,6 +46,8 @@ class View(Container):
         """Puts the focus on the view's main widget when its tab opens."""
         focusable = self.query("Tree, DataTable")
         if focusable:
-            focusable.first().focus()
+            # At once, not as Widget.focus does (a callback later): the focus, its
+            # styles and the footer's keys then change in the same paint as the tab.
+            self.screen.set_focus(focusable.first())
         else:  # a focused widget left in a hidden tab would pull its tab back
             self.screen.set_focus(None)

@@ -16,9 +16,10 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual._segment_tools import line_pad
 from textual.binding import Binding
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import Tree
@@ -128,6 +129,16 @@ class CallTree(Tree[NodeInfo]):
 
     def on_mount(self) -> None:
         self.rebuild()
+
+    _sized: Size | None = None  # the size Tree last drew its lines for
+
+    def _on_resize(self, event: events.Resize) -> None:
+        # Its tab opened again, the tree is shown at the size it had and its
+        # lines stand; Tree would clear them and count its lines again (a view
+        # switch drew the tree twice).
+        if event.size == self._sized:
+            event.prevent_default()
+        self._sized = event.size
 
     # -- painting -------------------------------------------------------------------
 

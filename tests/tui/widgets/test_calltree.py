@@ -130,3 +130,23 @@ async def test_scrollbar_follows_the_lines_without_a_layout_per_open():
         thread.collapse()
         await pilot.pause()
         assert not tree.show_vertical_scrollbar and tree.scroll_y == 0
+
+
+async def test_lines_follow_a_resize_and_stand_when_shown_again(sample):
+    """Shown again at its size (its tab reopened) the tree keeps its lines; at
+    another size every line is drawn again to the new width."""
+    app = TorchscopeApp(sample)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        tree = app.screen.query_one("#calltree", CallTree)
+        await pilot.press("down", "down", "down", "right")
+        await pilot.pause()
+        width = tree.size.width
+        assert {tree.render_line(y).cell_length for y in range(5)} == {width}
+        await pilot.press("2", "1")
+        await ready(pilot)
+        assert tree.size.width == width and tree.render_line(0).cell_length == width
+        await pilot.resize_terminal(140, 30)
+        await ready(pilot)
+        assert tree.size.width > width
+        assert {tree.render_line(y).cell_length for y in range(5)} == {tree.size.width}

@@ -41,6 +41,7 @@ DEFAULT_FLUSH_INTERVAL = 1.0
 
 _record_id = itemgetter(0)
 _COLUMN_GETTERS = [itemgetter(k) for k in range(9)]
+_ADOPT_MARGIN = 1024  # adopt_stamps: ids skipped between the two counters
 _live: weakref.WeakSet[Recorder] = weakref.WeakSet()
 _abandoned: list[Any] = []  # parents' connections a child must never close
 
@@ -200,7 +201,10 @@ class Recorder:
             return
         with self._lock:
             stamps.reset()
-            for _ in range(self.next_id()):  # the Python counter's next id, given up
+            # Past the Python counter's next id, with room for ids another thread
+            # draws from it while this runs (an import in a thread): ids may skip,
+            # never repeat.
+            for _ in range(self.next_id() + _ADOPT_MARGIN):
                 stamps.next_id()
             self.stamps = stamps
             self.next_id = stamps.next_id

@@ -324,6 +324,9 @@ def write_sample(path: str | os.PathLike[str] = OUT) -> str:
 
 DEMO_LANES = Path(__file__).with_name("demo_lanes.tsdb")
 NEXT = "reimpl.utils.data.dataloader._BaseDataLoaderIter.__next__"
+# Shown in a snapshot's source pane when a step is selected: a function no file
+# holds, so the picture never changes with an edit of reimpl or with the checkout's path.
+STEP = "demo_lanes.train_step"
 
 
 def dense_main() -> list[Node]:
@@ -332,7 +335,7 @@ def dense_main() -> list[Node]:
     roots = []
     for i in range(3):
         t = 100 + 600 * i
-        step = Node("step", f"step {i}", "reimpl._trace.step", t, 520)
+        step = Node("step", f"step {i}", STEP, t, 520)
         step.add(Node("data.next", "__next__", NEXT, t + 2, 6))
         step.add(module("SmallCNN", "SmallCNN", t + 9, 180))
         step.add(Node("module.backward", "SmallCNN", BACKWARD, t + 190, 300))

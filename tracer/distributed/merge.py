@@ -266,13 +266,13 @@ def merge(output: str, paths: list[str]) -> MergeResult:
 
 def merge_and_report(output: str, paths: list[str]) -> int:
     """``merge`` for the command line: the report (and warnings) on stderr, progress
-    bars on a terminal; 1 on a bad input."""
+    bars on a terminal; 2 on a bad input, as every command."""
     try:
         with progress.shown():
             result = merge(output, paths)
     except TraceError as exc:
         print(f"torchscope merge: {exc}", file=sys.stderr)
-        return 1
+        return 2
     for warning in result.warnings:
         print(f"torchscope: warning: {warning}", file=sys.stderr)
     print(render(result), file=sys.stderr)

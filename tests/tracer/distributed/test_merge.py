@@ -114,14 +114,14 @@ def test_the_merge_command_reports_and_refuses_bad_inputs(tmp_path, monkeypatch)
         "merged 2 part file(s)" in done.stderr and "100 matched points, 100 complete" in done.stderr
     )
     missing = torchscope("merge", str(tmp_path / "n.tsdb"), parts[0], str(tmp_path / "none.tsdb"))
-    assert missing.returncode == 1 and "none.tsdb: no such trace file" in missing.stderr
+    assert missing.returncode == 2 and "none.tsdb: no such trace file" in missing.stderr
     assert not (tmp_path / "n.tsdb").exists()
     onto = torchscope("merge", parts[0], *parts)
-    assert onto.returncode == 1 and "is also an input" in onto.stderr
+    assert onto.returncode == 2 and "is also an input" in onto.stderr
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
     refused = torchscope("merge", str(notes), *parts)
-    assert refused.returncode == 1 and "is not a torchscope trace" in refused.stderr
+    assert refused.returncode == 2 and "is not a torchscope trace" in refused.stderr
     assert notes.read_text() == "mine"
     again = torchscope("merge", str(tmp_path / "m.tsdb"), *parts)  # a trace is replaced
     assert again.returncode == 0, again.stderr

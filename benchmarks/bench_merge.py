@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from benchmarks.memory import peak_rss_mb
 
 N_RANKS = 64
 N_SPANS = 100_000  # per rank
@@ -87,10 +88,6 @@ def make_part(path: str, rank: int, clocks: list[dict] | None = None) -> None:
     w.close()
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _child(what: str, args: list[str]) -> dict:
     """Runs one measured step in a fresh process."""
     proc = subprocess.run(
@@ -105,7 +102,7 @@ def _do_merge(out: str, parts: list[str]) -> dict:
 
     began = time.perf_counter()
     result = merge(out, parts)
-    return {"s": time.perf_counter() - began, "spans": result.spans, "rss": _peak_rss_mb(),
+    return {"s": time.perf_counter() - began, "spans": result.spans, "rss": peak_rss_mb(),
             "points": result.report["collectives"]["complete"]}  # fmt: skip
 
 
@@ -115,29 +112,23 @@ def _do_load(path: str) -> dict:
     began = time.perf_counter()
     t = tracer.load(path)
     t.depth  # noqa: B018  what every view needs first
-    return {"s": time.perf_counter() - began, "spans": t.n, "rss": _peak_rss_mb()}
+    return {"s": time.perf_counter() - began, "spans": t.n, "rss": peak_rss_mb()}
 
 
 def _do_tui(path: str) -> dict:
     import asyncio
 
     async def first_screen() -> float:
+        from benchmarks.bench_tui import first_screen as shown
         from tui.app import TorchscopeApp
-        from tui.screens.main import MainScreen
-        from tui.widgets.calltree import CallTree
 
         began = time.perf_counter()
         app = TorchscopeApp(path)
         async with app.run_test(size=(120, 40)) as pilot:
-            while not isinstance(app.screen, MainScreen) or not app.screen.query(CallTree):
-                await pilot.pause(0.01)
-            tree = app.screen.query_one("#calltree", CallTree)
-            while not tree.root.children:
-                await pilot.pause(0.01)
-            await pilot.pause()
+            await shown(app, pilot)
             return time.perf_counter() - began
 
-    return {"s": asyncio.run(first_screen()), "rss": _peak_rss_mb()}
+    return {"s": asyncio.run(first_screen()), "rss": peak_rss_mb()}
 
 
 def run() -> str:

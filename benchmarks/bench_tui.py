@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from benchmarks.memory import peak_rss_mb
+
 if TYPE_CHECKING:  # textual is imported by the child, where its import time is measured
     from textual.app import App
     from textual.pilot import Pilot
@@ -190,20 +192,13 @@ async def _timed(
 async def _measure(path: str) -> dict[str, float]:
     process_start = time.perf_counter()
     from tui.app import TorchscopeApp
-    from tui.screens.main import MainScreen
     from tui.views.calls import CallsView
-    from tui.widgets.calltree import CallTree
 
     out: dict[str, float] = {"imports_s": time.perf_counter() - process_start}
     started, cpu0 = time.perf_counter(), _cpu()
     app = TorchscopeApp(path)
     async with app.run_test(size=(120, 40)) as pilot:
-        while not isinstance(app.screen, MainScreen) or not app.screen.query(CallTree):
-            await pilot.pause(0.005)
-        tree = app.screen.query_one("#calltree", CallTree)
-        while not tree.root.children:
-            await pilot.pause(0.005)
-        await pilot.pause()
+        tree = await first_screen(app, pilot)
         out["first_screen_s"] = time.perf_counter() - started
         out["first_screen_cpu_s"] = _cpu() - cpu0
         out["from_process_start_s"] = time.perf_counter() - process_start
@@ -218,8 +213,22 @@ async def _measure(path: str) -> dict[str, float]:
         out.update(await _switches(pilot))
         out.update(await _pilot_floor(pilot, tree))
         out["spans"] = t.n
-    out["peak_rss_mb"] = _peak_rss_mb()
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+async def first_screen(app: App, pilot: Pilot) -> CallTree:
+    """Waits until the call tree of the main screen has its first rows; returns it."""
+    from tui.screens.main import MainScreen
+    from tui.widgets.calltree import CallTree
+
+    while not isinstance(app.screen, MainScreen) or not app.screen.query(CallTree):
+        await pilot.pause(0.005)
+    tree = app.screen.query_one("#calltree", CallTree)
+    while not tree.root.children:
+        await pilot.pause(0.005)
+    await pilot.pause()
+    return tree
 
 
 def _shown(tree: CallTree, view: CallsView, line: int | None = None) -> Callable[[], bool]:
@@ -349,23 +358,6 @@ async def _pilot_floor(pilot: Pilot, tree: CallTree) -> dict[str, float]:
             await pilot.pause()
             into.append(time.perf_counter() - began)
     return {"pilot_move_ms": 1e3 * median(moves), "pilot_idle_ms": 1e3 * median(idle)}
-
-
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS.
-
-    VmHWM, not ru_maxrss: Linux carries a parent's peak into ru_maxrss across
-    fork + exec, so a viewer started from a big benchmark runner would report
-    the runner's peak.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(path: str) -> dict[str, float]:

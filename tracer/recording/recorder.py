@@ -256,8 +256,9 @@ class Recorder:
             del buf[:taken]
             snapshots, self._snapshots = self._snapshots, []
             batch = self._columns(records) if n else None
-            if batch is not None and clock.skew_ns():  # a simulated host (tests)
-                batch.starts = batch.starts + clock.skew_ns()
+            skew = clock.skew_ns()  # a simulated host (tests); 0 otherwise
+            if batch is not None and skew:
+                batch.starts = batch.starts + skew
             threads, self._threads_dirty = self._threads_dirty, []
             if self._role_dirty:
                 store.update_process(self._part, role=self._role[0], role_index=self._role[1])

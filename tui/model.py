@@ -372,6 +372,11 @@ class TraceModel:
         the window) is context rather than news: it is replaced by its children
         on the same thread, so the selected span shows as its children's bars.
         More than ``limit`` spans are thinned to ``limit`` spread over the window.
+
+        Costs binary searches and at most ``limit`` rows gathered, however many
+        children a span has: the spans stay pieces (views of the children)
+        until the end, since a new array of half a million rows is a fresh
+        allocation (page faults), several milliseconds per copy.
         """
         t = self.trace
         tops = self.tops_by_thread.get(thread)
@@ -379,25 +384,32 @@ class TraceModel:
             return np.empty(0, dtype=np.int64)
         a, b = focus if focus is not None else (lo, hi)
         rows, starts, ends = self._overlapping(tops, t.start_ns[tops], t.end_ns[tops], lo, hi)
+        before: list[np.ndarray] = []  # rows left and right of the span descended into
+        after: list[np.ndarray] = []
         for _ in range(64):  # depth bound
             # A lane's spans never overlap and are sorted, so only the last one
-            # starting at or before ``a`` can cover the focus; binary searches
-            # keep this cheap when a lane holds half a million children.
+            # starting at or before ``a`` can cover the focus (the spans beside the
+            # one descended into end before it starts, so the search stays in it).
             k = int(np.searchsorted(starts, a, side="right")) - 1
             if k < 0 or ends[k] < b or (k > 0 and ends[k - 1] >= b):
                 break  # nothing, or more than one span, covers the focus
             kids, kid_starts, kid_ends = self._overlapping(
                 *self._kids_on(int(rows[k]), thread), lo, hi
             )
-            if not (kid_ends > kid_starts).any():
+            if not _any_longer(kid_starts, kid_ends):
                 break  # no children, or only instants (bn.forward): the span itself shows
-            rows, starts, ends = (
-                np.concatenate([x[:k], y, x[k + 1 :]])
-                for x, y in ((rows, kids), (starts, kid_starts), (ends, kid_ends))
-            )
-        if len(rows) > limit:
-            rows = rows[:: -(-len(rows) // limit)]
-        return rows
+            before.append(rows[:k])
+            after.append(rows[k + 1 :])
+            rows, starts, ends = kids, kid_starts, kid_ends
+        pieces = [*before, rows, *reversed(after)]
+        total = sum(len(p) for p in pieces)
+        if total > limit:  # every step-th row of the whole, piece by piece
+            step, offset, thinned = -(-total // limit), 0, []
+            for piece in pieces:
+                thinned.append(piece[(-offset) % step :: step])
+                offset += len(piece)
+            pieces = thinned
+        return np.concatenate(pieces) if len(pieces) > 1 else np.array(pieces[0])
 
     def _kids_on(self, row: int, thread: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The children of ``row`` on ``thread`` with their starts and ends.
@@ -411,11 +423,10 @@ class TraceModel:
         if found is None:
             t = self.trace
             kids = t.children(row)
-            if len(kids) > 1 and (np.diff(kids) == 1).all():
+            if len(kids) > 1 and _consecutive(kids):
                 # Consecutive rows (a span recorded in one go): slices, not gathers.
                 a, b = int(kids[0]), int(kids[-1]) + 1
-                same = t.thread[a:b] == thread
-                if same.all():
+                if _all_equal(t.thread[a:b], thread):
                     found = (kids, t.start_ns[a:b], t.end_ns[a:b])
             if found is None:
                 kids = kids[t.thread[kids] == thread]
@@ -524,3 +535,32 @@ class SearchState:
 
     query: str = ""
     hits: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+
+# Checks over the children of a huge span, a chunk at a time: a whole-array
+# temporary of half a million elements is a fresh allocation, and its page
+# faults cost more than the comparison itself.
+_CHUNK = 32_768
+
+
+def _consecutive(rows: np.ndarray) -> bool:
+    """Whether ``rows`` are ``rows[0], rows[0] + 1, ...`` (one slice of the columns)."""
+    if int(rows[-1]) - int(rows[0]) != len(rows) - 1:
+        return False
+    for i in range(0, len(rows) - 1, _CHUNK):
+        part = rows[i : i + _CHUNK + 1]
+        if not (part[1:] - part[:-1] == 1).all():
+            return False
+    return True
+
+
+def _all_equal(values: np.ndarray, value: int) -> bool:
+    """Whether every element of ``values`` is ``value``."""
+    return all((values[i : i + _CHUNK] == value).all() for i in range(0, len(values), _CHUNK))
+
+
+def _any_longer(starts: np.ndarray, ends: np.ndarray) -> bool:
+    """Whether any span of these lasts longer than an instant (usually the first chunk says)."""
+    return any(
+        (ends[i : i + _CHUNK] > starts[i : i + _CHUNK]).any() for i in range(0, len(ends), _CHUNK)
+    )

@@ -117,3 +117,62 @@ def test_a_span_whose_only_children_are_instants_is_drawn_itself(tmp_path):
     s, e = int(t.start_ns[row]), int(t.end_ns[row])
     drawn = model.lane_spans(int(t.thread[row]), s - 10, e + 10, (s, e))
     assert drawn.tolist() == [row]
+
+
+def _wide_model(tmp_path) -> tuple[TraceModel, int]:
+    """Three top spans on one thread; the middle one with 100 children (one slice of rows)."""
+    from reimpl import _trace
+
+    path = str(tmp_path / "wide.tsdb")
+    with tracer.record(path):
+        with _trace.span("data.fetch", "before"):
+            pass
+        with _trace.span("data.fetch", "wide"):
+            for i in range(100):
+                with _trace.span("data.collate", f"item {i}"):
+                    pass
+        with _trace.span("data.fetch", "after"):
+            pass
+    t = tracer.load(path)
+    model = TraceModel(t)
+    return model, int(next(r for r in range(t.n) if t.name_of(r) == "wide"))
+
+
+@pytest.mark.parametrize("limit", [4000, 50, 7, 3])
+def test_lane_spans_of_a_wide_span_are_its_neighbours_and_children_thinned(
+    tmp_path, monkeypatch, limit
+):
+    """The selected span's children stand in for it between its neighbours, and
+    thinning takes every k-th of that whole sequence, across the pieces (the
+    children stay views until the end; the checks go a chunk at a time)."""
+    import tui.model
+
+    monkeypatch.setattr(tui.model, "_CHUNK", 8)  # the chunked checks cross chunk edges
+    model, wide = _wide_model(tmp_path)
+    t = model.trace
+    thread = int(t.thread[wide])
+    tops = model.tops_by_thread[thread]
+    assert tui.model._consecutive(t.children(wide))  # the slice path, checked in chunks
+    assert not tui.model._consecutive(t.children(wide)[::-1])
+    assert not tui.model._consecutive(np.r_[t.children(wide)[:50], t.children(wide)[51:], [t.n]])
+    k = int(np.flatnonzero(tops == wide)[0])
+    whole = np.concatenate([tops[:k], t.children(wide), tops[k + 1 :]])
+    focus = (int(t.start_ns[wide]), int(t.end_ns[wide]))
+    drawn = model.lane_spans(thread, model.t0, model.t1 + 1, focus, limit=limit)
+    step = -(-len(whole) // limit)
+    assert drawn.tolist() == whole[::step].tolist()
+    assert len(drawn) <= limit
+    again = model.lane_spans(thread, model.t0, model.t1 + 1, focus, limit=limit)  # children kept
+    assert again.tolist() == drawn.tolist()
+
+
+def test_lane_spans_of_a_child_show_it_among_the_neighbours(tmp_path):
+    """Moving onto a child of the wide span: the wide span is descended through,
+    the child (no children of its own) is drawn as itself."""
+    model, wide = _wide_model(tmp_path)
+    t = model.trace
+    kid = int(t.children(wide)[40])
+    s, e = int(t.start_ns[kid]), int(t.end_ns[kid])
+    drawn = model.lane_spans(int(t.thread[kid]), s - 1, e + 1, (s, e))
+    assert kid in drawn.tolist()
+    assert wide not in drawn.tolist()

@@ -92,6 +92,28 @@ class _PaintStyles:
         return found  # type: ignore[return-value]
 
 
+_LAZY = Text()  # the label given for a span's node: made when first drawn or read
+
+
+class SpanNode(TreeNode[NodeInfo]):
+    """A span's node, whose label is made when first drawn or read: opening a
+    span lists a page of 200 children, and about 30 of them are on screen."""
+
+    _text: Text | None = None
+
+    @property  # type: ignore[override]
+    def _label(self) -> Text:
+        if self._text is None:
+            tree = self._tree
+            assert isinstance(tree, CallTree) and self.data is not None
+            self._text = tree.process_label(tree.span_label(self.data.row))
+        return self._text
+
+    @_label.setter
+    def _label(self, label: Text) -> None:
+        self._text = None if label is _LAZY else label
+
+
 class CallTree(Tree[NodeInfo]):
     """Spans grouped by process and thread (or under given roots), opened lazily."""
 
@@ -126,6 +148,8 @@ class CallTree(Tree[NodeInfo]):
         self.guide_depth = 2
         # a node's label as segments, per look: see _render_line
         self._labels: dict[tuple[object, ...], tuple[list[Segment], int]] = {}
+        self._placed: dict[tuple[object, ...], list[Segment]] = {}  # the same on line y
+        self._line_metas: dict[int, Style] = {}  # a line's click metadata, by line number
 
     def on_mount(self) -> None:
         self.rebuild()
@@ -186,15 +210,28 @@ class CallTree(Tree[NodeInfo]):
     def _draw_line(
         self, line: _TreeLine[NodeInfo], y: int, is_hover: bool, base_style: Style, width: int
     ) -> Strip:
-        """What ``Tree._render_line`` draws for ``line`` (same segments and styles)."""
+        """What ``Tree._render_line`` draws for ``line`` (same segments and styles).
+
+        Made from segments directly, as ``Text.render`` would make them: a guide
+        or label piece is one segment in the line's style plus its own. A line's
+        click metadata (a style with ``meta``, pickled when made or combined) is
+        made once per line number, and a label's segments with it once per look
+        and line: moving onto a node relights the guides of every line under it
+        and leaves their labels as they were.
+        """
         paint = self._paint
         if paint is None:
             paint = self._paint = _PaintStyles(self)
         path = line.path
         focus = self.has_focus
         line_style = paint.highlight_line if is_hover else base_style
-        here = line_style + Style(meta={"line": y})
-        guides = Text(style=here)
+        line_meta = self._line_metas.get(y)
+        if line_meta is None:
+            if len(self._line_metas) > MAX_LABELS:
+                self._line_metas.clear()
+            line_meta = self._line_metas[y] = Style(meta={"line": y})
+        here = line_style + line_meta
+        pieces: list[tuple[str, Style]] = []
         hover = path[0]._hover
         selected = path[0]._selected and focus
         guide_style, hidden = paint.guide, True
@@ -206,12 +243,14 @@ class CallTree(Tree[NodeInfo]):
                 guide_style, hidden = paint.selected, paint.selected_hidden
             if node is not path[-1]:
                 space, vertical, _, _ = paint.guides(guide_style, hidden)
-                guides.append(space if node.is_last else vertical, style=guide_style)
+                pieces.append((space if node.is_last else vertical, guide_style))
             hover = hover or node._hover
             selected = (selected or node._selected) and focus
         if len(path) > 1:
             _, _, terminator, cross = paint.guides(guide_style, hidden)
-            guides.append(terminator if line.last else cross, style=guide_style)
+            pieces.append((terminator if line.last else cross, guide_style))
+        out = [Segment(text, here + style) for text, style in pieces]
+        guides_len = sum(cell_len(text) for text, _ in pieces)
         label_style = paint.label
         if self.hover_line == y:
             label_style += paint.label_hover
@@ -227,13 +266,40 @@ class CallTree(Tree[NodeInfo]):
             text.stylize(Style(meta={"node": node._id}))
             if len(self._labels) > MAX_LABELS:
                 self._labels.clear()
+                self._placed.clear()
             label = self._labels[look] = (list(text.render(self.app.console)), text.cell_len)
         segments, label_len = label
-        line_meta = Style(meta={"line": y})
-        out = list(guides.render(self.app.console)) if guides else []
-        out += [Segment(t, line_meta + style if style else line_meta) for t, style, _ in segments]
+        placed = self._placed.get((look, y))
+        if placed is None:
+            if len(self._placed) > MAX_LABELS:
+                self._placed.clear()
+            placed = self._placed[look, y] = [
+                Segment(t, line_meta + style if style else line_meta) for t, style, _ in segments
+            ]
+        out += placed
         pad_width = max(self.virtual_size.width, width)
-        return Strip(line_pad(out, 0, pad_width - guides.cell_len - label_len, here))
+        return Strip(line_pad(out, 0, pad_width - guides_len - label_len, here))
+
+    def process_label(self, label: str | Text) -> Text:
+        # Tree keeps a label's first line, a copy even when it has one line: each
+        # label here is made for its node, so one line is kept as it is.
+        if label is _LAZY or (isinstance(label, Text) and "\n" not in label.plain):
+            return label
+        return super().process_label(label)
+
+    def _add_node(
+        self,
+        parent: TreeNode[NodeInfo] | None,
+        label: Text,
+        data: NodeInfo | None,
+        expand: bool = False,
+    ) -> TreeNode[NodeInfo]:
+        if label is not _LAZY:
+            return super()._add_node(parent, label, data, expand)
+        node = SpanNode(self, parent, self._new_id(), label, data, expanded=expand)
+        self._tree_nodes[node._id] = node  # as Tree._add_node
+        self._updates += 1
+        return node
 
     def get_label_width(self, node: TreeNode[NodeInfo]) -> int:
         # Tree measures every line's label to size the scroll area, each time the
@@ -253,6 +319,7 @@ class CallTree(Tree[NodeInfo]):
 
     def clear(self) -> CallTree:
         self._labels.clear()  # node ids start again from 0
+        self._placed.clear()
         return super().clear()
 
     def rebuild(self) -> None:
@@ -343,8 +410,8 @@ class CallTree(Tree[NodeInfo]):
         try:
             for row, count in zip(rows.tolist(), counts.tolist()):
                 node.add(
-                    self.span_label(row),
-                    NodeInfo("span", row=row),
+                    _LAZY,
+                    NodeInfo("span", row=row, width=self.label_width(row)),
                     before=before,
                     allow_expand=count > 0,
                 )
@@ -388,11 +455,13 @@ class CallTree(Tree[NodeInfo]):
         if self.is_mounted and self.container_size:
             self._scroll_update(self.virtual_size)
 
-    def span_label(self, row: int) -> Text:
-        """kind, name, inclusive and self time, share of the parent."""
+    def _label_pieces(
+        self, row: int
+    ) -> tuple[list[str | tuple[str, str]], str | None, tuple[str, str] | None]:
+        """What a span's label says: its pieces, the step's number, a finding's mark."""
         t = self.model.trace
         kind = t.kind_of(row)
-        text = Text.assemble(
+        pieces: list[str | tuple[str, str]] = [
             (kind, kind_style(kind)),
             " ",
             t.name_of(row),
@@ -400,17 +469,38 @@ class CallTree(Tree[NodeInfo]):
             (fmt_ns(t.dur_ns[row]), "bold"),
             (f"  self {fmt_ns(t.self_ns[row])}", "dim"),
             (f"  {100 * self.model.share(row):.0f}%", "dim italic"),
-        )
+        ]
+        step = None
         if kind == "step":  # landmarks: say which step (one attribute read per step)
             index = t.attrs(row).get("index")
-            if index is not None:
-                text = Text.assemble((f"#{index} ", "bold"), text)
-            text.stylize("bold")
+            step = "" if index is None else f"#{index} "
         mark = self.model.finding_marks.get(row)
         if mark is not None:  # evidence of a finding (torchscope check): say which
-            style = FINDING_STYLES.get(mark[0], "bold")
-            text = Text.assemble(("⚠ ", style), text, (f"  [{mark[1]}]", style))
+            mark = (FINDING_STYLES.get(mark[0], "bold"), mark[1])
+        return pieces, step, mark
+
+    def span_label(self, row: int) -> Text:
+        """kind, name, inclusive and self time, share of the parent."""
+        pieces, step, mark = self._label_pieces(row)
+        text = Text.assemble(*pieces)
+        if step is not None:
+            if step:
+                text = Text.assemble((step, "bold"), text)
+            text.stylize("bold")
+        if mark is not None:
+            style, detector = mark
+            text = Text.assemble(("⚠ ", style), text, (f"  [{detector}]", style))
         return text
+
+    def label_width(self, row: int) -> int:
+        """Cells of ``span_label(row)``'s first line, without making the label."""
+        pieces, step, mark = self._label_pieces(row)
+        plain = "".join(p if isinstance(p, str) else p[0] for p in pieces)
+        if step:
+            plain = step + plain
+        if mark is not None:
+            plain = f"⚠ {plain}  [{mark[1]}]"
+        return cell_len(plain.split("\n", 1)[0])
 
     # -- events ---------------------------------------------------------------------
 

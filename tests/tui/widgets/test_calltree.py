@@ -150,3 +150,56 @@ async def test_lines_follow_a_resize_and_stand_when_shown_again(sample):
         await ready(pilot)
         assert tree.size.width > width
         assert {tree.render_line(y).cell_length for y in range(5)} == {tree.size.width}
+
+
+async def test_span_labels_are_made_when_drawn_and_measured_without_them(tmp_path):
+    """Opening a span lists a page of children, but only the lines on screen
+    make their labels; the others are measured from their text alone, to the
+    cell Tree would measure (a step's number, a finding's mark, a name on two
+    lines whose first line is shown)."""
+    from textual.widgets import Tree
+
+    path = str(tmp_path / "labels.tsdb")
+    with tracer.record(path):
+        with _trace.step(3):
+            with _trace.span("data.fetch", "wide"):
+                for i in range(PAGE + 50):
+                    name = "two\nlines" if i == 7 else f"item {i}"
+                    with _trace.span("data.collate", name):
+                        pass
+    app = TorchscopeApp(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        tree = app.screen.query_one("#calltree", CallTree)
+        t = tree.model.trace
+        wide = int(next(r for r in range(t.n) if t.name_of(r) == "wide"))
+        marked = int(t.children(wide)[3])
+        tree.model.finding_marks[marked] = ("warning", "slow_fetch")
+        assert tree.reveal(wide)
+        node = tree.cursor_node
+        tree.ensure_loaded(node)
+        node.expand()
+        await pilot.pause()
+        kids = [c for c in node.children if c.data.kind == "span"]
+        assert len(kids) == PAGE
+        top, height = tree.scroll_offset.y, tree.size.height
+        on_screen = {line.node for line in tree._tree_lines[top : top + height]}
+        made = [k for k in kids if k._text is not None]
+        assert made and set(made) <= on_screen  # none made off screen
+        assert kids[-1]._text is None
+        lines = [line.node for line in tree._tree_lines]
+        widths = [tree.get_label_width(n) for n in lines]  # measured before any label is made
+        assert kids[-1]._text is None
+        assert widths == [Tree.get_label_width(tree, n) for n in lines]  # Tree makes each label
+        assert kids[3].label.plain.startswith("⚠ data.collate item 3")
+        assert kids[3].label.plain.endswith("[slow_fetch]")
+        assert (
+            kids[7].label.plain.startswith("data.collate two") and "\n" not in kids[7].label.plain
+        )
+        step = tree.root.children[0].children[0].children[0]
+        assert step.label.plain.startswith("#3 step")
+        tree.scroll_end(animate=False)
+        await pilot.pause()
+        assert kids[-1]._text is not None  # scrolled to: drawn, so made
+        text = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        assert "item 199" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.widgets.tree import TreeNode
 from tui_helpers import ready
 
 import tracer
@@ -21,6 +22,20 @@ def _wide_trace(path: str) -> None:
                         pass
 
 
+def _row_named(tree: CallTree, name: str) -> int:
+    t = tree.model.trace
+    return int(next(r for r in range(t.n) if t.name_of(r) == name))
+
+
+def _open(tree: CallTree, row: int) -> TreeNode:
+    """Reveals span ``row`` and opens it; returns its node."""
+    assert tree.reveal(row)
+    node = tree.cursor_node
+    tree.ensure_loaded(node)
+    node.expand()
+    return node
+
+
 async def test_huge_node_pages_and_reveals(tmp_path):
     path = str(tmp_path / "wide.tsdb")
     _wide_trace(path)
@@ -29,11 +44,8 @@ async def test_huge_node_pages_and_reveals(tmp_path):
         await ready(pilot)
         tree = app.screen.query_one("#calltree", CallTree)
         t = tree.model.trace
-        wide = int(next(r for r in range(t.n) if t.name_of(r) == "wide"))
-        assert tree.reveal(wide)
-        node = tree.cursor_node
-        tree.ensure_loaded(node)
-        node.expand()
+        wide = _row_named(tree, "wide")
+        node = _open(tree, wide)
         kids = [c for c in node.children if c.data.kind == "span"]
         assert len(kids) == PAGE and node.children[-1].data.kind == "more"
         tree.page(node.children[-1])
@@ -172,13 +184,9 @@ async def test_span_labels_are_made_when_drawn_and_measured_without_them(tmp_pat
         await ready(pilot)
         tree = app.screen.query_one("#calltree", CallTree)
         t = tree.model.trace
-        wide = int(next(r for r in range(t.n) if t.name_of(r) == "wide"))
-        marked = int(t.children(wide)[3])
-        tree.model.finding_marks[marked] = ("warning", "slow_fetch")
-        assert tree.reveal(wide)
-        node = tree.cursor_node
-        tree.ensure_loaded(node)
-        node.expand()
+        wide = _row_named(tree, "wide")
+        tree.model.finding_marks[int(t.children(wide)[3])] = ("warning", "slow_fetch")
+        node = _open(tree, wide)
         await pilot.pause()
         kids = [c for c in node.children if c.data.kind == "span"]
         assert len(kids) == PAGE

@@ -26,6 +26,7 @@
 //     -> list                   end, kind, path, func, attrs), each thread's in close order
 //   clock_ns() -> int           the stamps' clock (CLOCK_MONOTONIC, as perf_counter_ns)
 //   pending() -> int            records waiting to be drained
+//   Forward(...)                records module.forward spans (below)
 #include <Python.h>
 #include <pthread.h>
 #include <time.h>
@@ -235,41 +236,298 @@ inline bool grad_node(PyObject* obj) {
   return t.requires_grad() && t.grad_fn() != nullptr;
 }
 
-// link(result, args, entry): the native `_link_backward` (see module.py).
-PyObject* py_link(PyObject*, PyObject* const* argv, Py_ssize_t argc) {
-  if (argc != 3) {
-    PyErr_SetString(PyExc_TypeError, "link(result, args, entry)");
-    return nullptr;
-  }
-  PyObject* result = argv[0];
-  PyObject* args = argv[1];
+// Ties one forward call to the tensors that bound its backward: the native
+// `_link_backward` (see module.py). `inputs`: the call's positional arguments.
+// Returns -1 with an exception set.
+int link_impl(PyObject* result, PyObject* const* inputs, Py_ssize_t n, PyObject* entry) {
   PyObject* out = result;
   if (PyTuple_Check(result)) out = PyTuple_GET_SIZE(result) ? PyTuple_GET_ITEM(result, 0) : nullptr;
-  if (out == nullptr || !grad_node(out)) Py_RETURN_NONE;
+  if (out == nullptr || !grad_node(out)) return 0;
   PyObject* inp = nullptr;
-  if (PyTuple_Check(args)) {
-    Py_ssize_t n = PyTuple_GET_SIZE(args);
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      PyObject* a = PyTuple_GET_ITEM(args, i);
-      if (THPVariable_Check(a)) {
-        inp = a;
-        break;
-      }
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (THPVariable_Check(inputs[i])) {
+      inp = inputs[i];
+      break;
     }
   }
-  if (inp == out) Py_RETURN_NONE;  // Identity, in-place ops: no span
-  int32_t slot = slot_of(argv[2]);
-  if (slot < 0) return nullptr;
+  if (inp == out) return 0;  // Identity, in-place ops: no span
+  int32_t slot = slot_of(entry);
+  if (slot < 0) return -1;
   try {
     auto call = std::make_shared<Call>(slot);
     hook_of(THPVariable_Unpack(out))->openers.push_back(call);
     if (inp != nullptr && grad_node(inp)) hook_of(THPVariable_Unpack(inp))->closers.push_back(call);
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
+    return -1;
+  }
+  return 0;
+}
+
+// link(result, args, entry): from forward, entry = (path, attrs, ...).
+PyObject* py_link(PyObject*, PyObject* const* argv, Py_ssize_t argc) {
+  if (argc != 3) {
+    PyErr_SetString(PyExc_TypeError, "link(result, args, entry)");
     return nullptr;
   }
+  PyObject* args = argv[1];
+  PyObject* const* inputs = PyTuple_Check(args) ? &PyTuple_GET_ITEM(args, 0) : nullptr;
+  Py_ssize_t n = PyTuple_Check(args) ? PyTuple_GET_SIZE(args) : 0;
+  if (link_impl(argv[0], inputs, n, argv[2]) < 0) return nullptr;
   Py_RETURN_NONE;
 }
+
+// ---------------------------------------------------------------------------
+// Forward spans. A traced module call costs a dozen Python operations around
+// the forward (path lookup, id, two clock reads, the record tuple, the append,
+// the backward link): about 1.5-3 us a module in a real step, though each is
+// tens of ns alone. `Forward` does the same in one C call. Two forms:
+//  * Forward(..., wrapped=None)(sink, module, forward_call, args, kwargs): the
+//    recorded part of reimpl's `_call_impl` (module.py `_record_forward_py`);
+//  * Forward(..., wrapped=call_impl, fallback=f): a method that replaces torch's
+//    `Module._call_impl` for a run (tracer/targets/torch/modules.py).
+// Ids come from this module's counter, so it serves only a sink that draws its
+// ids from `next_id` (a recorder draining these stamps, `reimpl._trace.stamps`):
+// reimpl's form is chosen per attach; torch's form calls `fallback` (the Python
+// wrapper) while no such sink is attached.
+
+PyObject* s_sink;
+PyObject* s_stamps;
+PyObject* s_backward_spans;
+PyObject* s_path_cache;
+PyObject* s_cache_generation;
+PyObject* s_generation;
+PyObject* s_append;
+PyObject* s_kind_forward;
+
+struct Forward {
+  PyObject_HEAD
+  PyObject* trace;  // reimpl._trace.__dict__: sink, backward_spans
+  PyObject* cache;  // module.py's __dict__: _path_cache, _cache_generation
+  PyObject* hooks;  // reimpl.utils.hooks.__dict__: generation
+  PyObject* lookup;  // lookup(module) -> entry, when the cache misses or is stale
+  PyObject* failed;  // failed(sink, id, start, entry, exc): a forward that raised
+  PyObject* func;  // the function the spans name
+  PyObject* wrapped;  // torch's _call_impl, or nullptr (reimpl's form)
+  PyObject* fallback;  // torch's form: called instead while the sink draws no ids from here
+  int link;  // tie calls to their backward boundaries (when backward_spans)
+  vectorcallfunc vectorcall;
+};
+
+// The module's cache entry (a new reference), as module.py's lookup would find it.
+PyObject* entry_of(Forward* f, PyObject* module) {
+  PyObject* gen = PyDict_GetItemWithError(f->cache, s_cache_generation);
+  PyObject* now = gen ? PyDict_GetItemWithError(f->hooks, s_generation) : nullptr;
+  if (gen == nullptr || now == nullptr) {
+    if (PyErr_Occurred()) return nullptr;
+  } else {
+    int fresh = gen == now ? 1 : PyObject_RichCompareBool(gen, now, Py_EQ);
+    if (fresh < 0) return nullptr;
+    PyObject* table = fresh ? PyDict_GetItemWithError(f->cache, s_path_cache) : nullptr;
+    if (table != nullptr && PyDict_Check(table)) {
+      PyObject* key = PyLong_FromVoidPtr(module);  // id(module)
+      if (key == nullptr) return nullptr;
+      PyObject* entry = PyDict_GetItemWithError(table, key);
+      Py_DECREF(key);
+      if (entry != nullptr && PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) >= 2) {
+        Py_INCREF(entry);
+        return entry;
+      }
+    }
+    if (PyErr_Occurred()) return nullptr;
+  }
+  PyObject* entry = PyObject_CallOneArg(f->lookup, module);
+  if (entry != nullptr && !(PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) >= 2)) {
+    Py_DECREF(entry);
+    PyErr_SetString(PyExc_TypeError, "lookup(module) must return a (path, attrs, ...) tuple");
+    return nullptr;
+  }
+  return entry;
+}
+
+// Records one module call around `call(arg)`; inputs: its positional arguments.
+template <typename Call>
+PyObject* record_call(Forward* f, PyObject* sink, PyObject* module, PyObject* const* inputs,
+                      Py_ssize_t n, Call call) {
+  PyObject* entry = entry_of(f, module);
+  if (entry == nullptr) return nullptr;
+  int64_t sid = g_next_id.fetch_add(1, std::memory_order_relaxed);
+  int64_t t0 = now_ns();
+  PyObject* result = call();
+  if (result == nullptr) {  // close the span with the error, then let it go on
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != nullptr) PyException_SetTraceback(value, tb);
+    PyObject* sid_obj = PyLong_FromLongLong(sid);
+    PyObject* t0_obj = PyLong_FromLongLong(t0);
+    if (sid_obj != nullptr && t0_obj != nullptr) {
+      PyObject* fargs[5] = {sink, sid_obj, t0_obj, entry, value ? value : Py_None};
+      PyObject* done = PyObject_Vectorcall(f->failed, fargs, 5, nullptr);
+      if (done == nullptr) PyErr_WriteUnraisable(f->failed);
+      Py_XDECREF(done);
+    } else {
+      PyErr_Clear();
+    }
+    Py_XDECREF(sid_obj);
+    Py_XDECREF(t0_obj);
+    Py_DECREF(entry);
+    PyErr_Restore(type, value, tb);
+    return nullptr;
+  }
+  int64_t t1 = now_ns();
+  PyObject* rec = PyTuple_New(9);
+  if (rec == nullptr) goto fail;
+  PyTuple_SET_ITEM(rec, 0, PyLong_FromLongLong(sid));
+  PyTuple_SET_ITEM(rec, 1, PyLong_FromLong(0));
+  PyTuple_SET_ITEM(rec, 2, PyLong_FromUnsignedLong(thread_ident()));
+  PyTuple_SET_ITEM(rec, 3, PyLong_FromLongLong(t0));
+  PyTuple_SET_ITEM(rec, 4, PyLong_FromLongLong(t1));
+  Py_INCREF(s_kind_forward);
+  PyTuple_SET_ITEM(rec, 5, s_kind_forward);
+  Py_INCREF(PyTuple_GET_ITEM(entry, 0));
+  PyTuple_SET_ITEM(rec, 6, PyTuple_GET_ITEM(entry, 0));
+  Py_INCREF(f->func);
+  PyTuple_SET_ITEM(rec, 7, f->func);
+  Py_INCREF(PyTuple_GET_ITEM(entry, 1));
+  PyTuple_SET_ITEM(rec, 8, PyTuple_GET_ITEM(entry, 1));
+  for (int i = 0; i < 5; ++i) {
+    if (PyTuple_GET_ITEM(rec, i) == nullptr) {
+      Py_DECREF(rec);
+      goto fail;
+    }
+  }
+  // Shared attribute pairs (str/int values, see reimpl/_trace.py) make no cycle:
+  // the record leaves the cyclic GC now instead of at its first collection.
+  if (PyTuple_CheckExact(PyTuple_GET_ITEM(entry, 1))) PyObject_GC_UnTrack(rec);
+  {
+    PyObject* append = PyObject_GetAttr(sink, s_append);
+    PyObject* done = append ? PyObject_CallOneArg(append, rec) : nullptr;
+    Py_XDECREF(append);
+    Py_DECREF(rec);
+    if (done == nullptr) goto fail;
+    Py_DECREF(done);
+  }
+  if (f->link) {
+    PyObject* flag = PyDict_GetItemWithError(f->trace, s_backward_spans);
+    int on = flag == Py_True ? 1 : flag == nullptr ? (PyErr_Occurred() ? -1 : 0) : PyObject_IsTrue(flag);
+    if (on < 0 || (on && link_impl(result, inputs, n, entry) < 0)) goto fail;
+  }
+  Py_DECREF(entry);
+  return result;
+fail:
+  Py_DECREF(entry);
+  Py_DECREF(result);
+  return nullptr;
+}
+
+// reimpl's form: (sink, module, forward_call, args, kwargs).
+PyObject* forward_reimpl(Forward* f, PyObject* const* argv, Py_ssize_t argc) {
+  if (argc != 5 || !PyTuple_Check(argv[3]) || !(argv[4] == Py_None || PyDict_Check(argv[4]))) {
+    PyErr_SetString(PyExc_TypeError, "Forward(sink, module, forward_call, args: tuple, kwargs: dict)");
+    return nullptr;
+  }
+  PyObject* args = argv[3];
+  PyObject* kwargs = argv[4] == Py_None ? nullptr : argv[4];
+  PyObject* forward_call = argv[2];
+  return record_call(f, argv[0], argv[1], &PyTuple_GET_ITEM(args, 0), PyTuple_GET_SIZE(args),
+                     [&]() { return PyObject_Call(forward_call, args, kwargs); });
+}
+
+PyObject* forward_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
+                             PyObject* kwnames) {
+  Forward* f = reinterpret_cast<Forward*>(self);
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (f->wrapped == nullptr) {
+    if (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0) {
+      PyErr_SetString(PyExc_TypeError, "Forward takes positional arguments only");
+      return nullptr;
+    }
+    return forward_reimpl(f, args, nargs);
+  }
+  // torch's form: a method replacing Module._call_impl, called as (module, *args, **kwargs)
+  PyObject* sink = PyDict_GetItemWithError(f->trace, s_sink);
+  if (sink == nullptr || sink == Py_None || nargs < 1) {
+    if (PyErr_Occurred()) return nullptr;
+    return PyObject_Vectorcall(f->wrapped, args, nargsf, kwnames);
+  }
+  if (f->fallback != nullptr) {  // ids must come from our counter: a sink draining the stamps
+    PyObject* stamps = PyDict_GetItemWithError(f->trace, s_stamps);
+    if (stamps == nullptr || stamps == Py_None) {
+      if (PyErr_Occurred()) return nullptr;
+      return PyObject_Vectorcall(f->fallback, args, nargsf, kwnames);
+    }
+  }
+  Py_INCREF(sink);  // the call may detach it
+  PyObject* wrapped = f->wrapped;
+  PyObject* result = record_call(f, sink, args[0], args + 1, nargs - 1, [&]() {
+    return PyObject_Vectorcall(wrapped, args, nargsf, kwnames);
+  });
+  Py_DECREF(sink);
+  return result;
+}
+
+PyObject* forward_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
+  static const char* names[] = {"trace", "cache", "hooks", "lookup", "failed", "func",
+                                "wrapped", "fallback", "link", nullptr};
+  PyObject *trace, *cache, *hooks, *lookup, *failed, *func, *wrapped = Py_None, *fallback = Py_None;
+  int link = 1;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!OOU|O$Op:Forward",
+                                   const_cast<char**>(names), &PyDict_Type, &trace, &PyDict_Type,
+                                   &cache, &PyDict_Type, &hooks, &lookup, &failed, &func, &wrapped,
+                                   &fallback, &link))
+    return nullptr;
+  Forward* f = reinterpret_cast<Forward*>(type->tp_alloc(type, 0));
+  if (f == nullptr) return nullptr;
+  PyObject* held[] = {trace, cache, hooks, lookup, failed, func};
+  for (PyObject* o : held) Py_INCREF(o);
+  f->trace = trace;
+  f->cache = cache;
+  f->hooks = hooks;
+  f->lookup = lookup;
+  f->failed = failed;
+  f->func = func;
+  f->wrapped = wrapped == Py_None ? nullptr : (Py_INCREF(wrapped), wrapped);
+  f->fallback = fallback == Py_None ? nullptr : (Py_INCREF(fallback), fallback);
+  f->link = link;
+  f->vectorcall = forward_vectorcall;
+  return reinterpret_cast<PyObject*>(f);
+}
+
+void forward_dealloc(PyObject* self) {
+  Forward* f = reinterpret_cast<Forward*>(self);
+  Py_XDECREF(f->trace);
+  Py_XDECREF(f->cache);
+  Py_XDECREF(f->hooks);
+  Py_XDECREF(f->lookup);
+  Py_XDECREF(f->failed);
+  Py_XDECREF(f->func);
+  Py_XDECREF(f->wrapped);
+  Py_XDECREF(f->fallback);
+  Py_TYPE(self)->tp_free(self);
+}
+
+// Bound as a method when it replaces Module._call_impl (module._call_impl(...)).
+PyObject* forward_get(PyObject* self, PyObject* obj, PyObject*) {
+  if (obj == nullptr || obj == Py_None || reinterpret_cast<Forward*>(self)->wrapped == nullptr) {
+    Py_INCREF(self);
+    return self;
+  }
+  return PyMethod_New(self, obj);
+}
+
+PyObject* forward_wrapped(PyObject* self, void*) {
+  PyObject* w = reinterpret_cast<Forward*>(self)->wrapped;
+  if (w == nullptr) w = Py_None;
+  Py_INCREF(w);
+  return w;
+}
+
+PyGetSetDef forward_getset[] = {
+    {"__wrapped__", forward_wrapped, nullptr, "The function this one records around.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyTypeObject ForwardType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 PyObject* py_next_id(PyObject*, PyObject*) {
   return PyLong_FromLongLong(g_next_id.fetch_add(1, std::memory_order_relaxed));
@@ -397,6 +655,33 @@ PyModuleDef module_def = {PyModuleDef_HEAD_INIT, TS_STR(TORCH_EXTENSION_NAME),
 PyMODINIT_FUNC TS_CONCAT(PyInit_, TORCH_EXTENSION_NAME)(void) {
   g_slot_by_value = PyDict_New();
   if (g_slot_by_value == nullptr) return nullptr;
+  s_sink = PyUnicode_InternFromString("sink");
+  s_stamps = PyUnicode_InternFromString("stamps");
+  s_backward_spans = PyUnicode_InternFromString("backward_spans");
+  s_path_cache = PyUnicode_InternFromString("_path_cache");
+  s_cache_generation = PyUnicode_InternFromString("_cache_generation");
+  s_generation = PyUnicode_InternFromString("generation");
+  s_append = PyUnicode_InternFromString("append");
+  s_kind_forward = PyUnicode_InternFromString("module.forward");
+  ForwardType.tp_name = TS_STR(TORCH_EXTENSION_NAME) ".Forward";
+  ForwardType.tp_basicsize = sizeof(Forward);
+  ForwardType.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR;
+  ForwardType.tp_doc = "Records module.forward spans around module calls (see boundary.cpp).";
+  ForwardType.tp_new = forward_new;
+  ForwardType.tp_dealloc = forward_dealloc;
+  ForwardType.tp_call = PyVectorcall_Call;
+  ForwardType.tp_vectorcall_offset = offsetof(Forward, vectorcall);
+  ForwardType.tp_descr_get = forward_get;
+  ForwardType.tp_getset = forward_getset;
+  if (PyType_Ready(&ForwardType) < 0) return nullptr;
   pthread_atfork(nullptr, nullptr, after_fork_in_child);
-  return PyModule_Create(&module_def);
+  PyObject* m = PyModule_Create(&module_def);
+  if (m == nullptr) return nullptr;
+  Py_INCREF(&ForwardType);
+  if (PyModule_AddObject(m, "Forward", reinterpret_cast<PyObject*>(&ForwardType)) < 0) {
+    Py_DECREF(&ForwardType);
+    Py_DECREF(m);
+    return nullptr;
+  }
+  return m;
 }

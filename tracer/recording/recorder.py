@@ -96,7 +96,8 @@ class Recorder:
         self.flush_interval = flush_interval
         self.backward_spans = backward_spans  # module.backward spans (reimpl._trace)
         # The native boundary stamp (reimpl/_native), chosen at start: ids then
-        # come from its counter, and each flush drains its buffers.
+        # come from its counter, module calls are recorded in C, and each flush
+        # drains its buffers.
         self.stamps: Any = None
         self.defer_stamps = defer_stamps
         self._argv = list(sys.argv if argv is None else argv)
@@ -176,7 +177,8 @@ class Recorder:
         # the after-fork callbacks: that is where a child's part learns to close.
         mp_util.register_after_fork(self, _register_mp_finalizer)
         _trace.backward_spans = self.backward_spans
-        if self.backward_spans and not (self.defer_stamps and "torch" not in sys.modules):
+        if not (self.defer_stamps and "torch" not in sys.modules):
+            # the native stamp records forward spans too: taken with or without backward ones
             self.stamps = _trace.native_stamps()  # None: the Python hooks (said once)
             if self.stamps is not None:
                 self.stamps.reset()
@@ -194,7 +196,7 @@ class Recorder:
         past every id the Python counter gave out (the import spans), so ids
         stay unique and in start order.
         """
-        if not (self.active and self.backward_spans) or self.stamps is not None:
+        if not self.active or self.stamps is not None:
             return
         stamps = _trace.native_stamps()
         if stamps is None:

@@ -975,25 +975,9 @@ class Module:
             sink = _trace.sink
             if sink is None:
                 return forward_call(*args, **kwargs)
-            # torchscope, recorder attached: the inline span of reimpl/_trace.py, one
-            # record appended at the end (entry = path, shared attrs, class name).
-            entry = _path_cache.get(id(self))
-            if entry is None or _cache_generation != _hooks.generation:
-                entry = _lookup_path(self)
-            sid = sink.next_id()
-            t0 = perf_counter_ns()
-            try:
-                result = forward_call(*args, **kwargs)
-            except BaseException as e:
-                _forward_failed(sink, sid, t0, entry, e)
-                raise
-            # fmt: off
-            sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), "module.forward", entry[0],
-                         _FORWARD_FUNC, entry[1]))
-            # fmt: on
-            if _trace.backward_spans and isinstance(result, (Tensor, tuple)):
-                _link_backward(result, args, entry)
-            return result
+            # torchscope, recorder attached: one module.forward record (and the
+            # call's backward boundaries), in Python or in C (see _record_forward_py)
+            return _record_forward(sink, self, forward_call, args, kwargs)
         if _trace.sink is None:
             return self._call_with_hooks(forward_call, args, kwargs, None)
         return _traced_call_with_hooks(self, forward_call, args, kwargs)
@@ -1963,6 +1947,36 @@ def _forward_failed(sink: Any, sid: int, t0: int, entry: tuple, e: BaseException
     )
 
 
+def _record_forward_py(
+    sink: Any, module: Module, forward_call: Callable, args: tuple, kwargs: dict
+) -> Any:
+    """``_call_impl`` without hooks, recorder attached: the inline span of
+    reimpl/_trace.py, one record appended at the end (entry = path, shared
+    attrs, class name), then the call tied to its backward boundaries.
+
+    ``reimpl/_native``'s ``Forward`` does exactly this in one C call when the
+    recorder drains the native stamp: a dozen Python operations here cost
+    1.5-3 us a module inside a real step (benchmarks/bench_module.py).
+    """
+    entry = _path_cache.get(id(module))
+    if entry is None or _cache_generation != _hooks.generation:
+        entry = _lookup_path(module)
+    sid = sink.next_id()
+    t0 = perf_counter_ns()
+    try:
+        result = forward_call(*args, **kwargs)
+    except BaseException as e:
+        _forward_failed(sink, sid, t0, entry, e)
+        raise
+    # fmt: off
+    sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), "module.forward", entry[0],
+                 _FORWARD_FUNC, entry[1]))
+    # fmt: on
+    if _trace.backward_spans and isinstance(result, (Tensor, tuple)):
+        _link_backward(result, args, entry)
+    return result
+
+
 def _traced_call_with_hooks(
     module: Module, forward_call: Callable, args: tuple, kwargs: dict
 ) -> Any:
@@ -2395,18 +2409,36 @@ def _link_backward_py(result: Any, args: tuple, entry: tuple) -> None:
 
 _link_backward: Callable[[Any, tuple, tuple], None] = _link_backward_py
 """What ``_call_impl`` calls: this Python hook, or the native stamp's ``link``."""
+_record_forward: Callable[[Any, Module, Callable, tuple, dict], Any] = _record_forward_py
+"""What ``_call_impl`` calls with a recorder attached: ``_record_forward_py``, or
+the native stamp's ``Forward`` doing the same in C."""
+_native_forward: dict[int, Callable] = {}  # id(stamps) -> its Forward, made once
+
+
+def native_forward(stamps: Any, lookup: Callable, failed: Callable, func: str, **kw: Any) -> Any:
+    """A native ``Forward`` recording ``module.forward`` spans as ``_record_forward_py``
+    does, looking paths up in this module's cache (``lookup`` when it misses)."""
+    return stamps.ext.Forward(vars(_trace), globals(), vars(_hooks), lookup, failed, func, **kw)
 
 
 def _choose_boundary_hook() -> None:
-    """Picks the boundary hook once per attach (``reimpl._trace.on_stamps``): the
-    native stamp when the attached recorder drains it, else the Python hook."""
-    global _link_backward
+    """Picks the boundary hook and the forward record once per attach
+    (``reimpl._trace.on_stamps``): the native stamp's when the attached recorder
+    drains it (its ids come from the stamp's counter), else the Python ones."""
+    global _link_backward, _record_forward
     stamps = _trace.stamps
     if stamps is None:
         _link_backward = _link_backward_py
+        _record_forward = _record_forward_py
     else:
         stamps.func = _BACKWARD_FUNC  # its spans name the same function as ours
         _link_backward = stamps.link
+        forward = _native_forward.get(id(stamps))
+        if forward is None:
+            forward = native_forward(stamps, _lookup_path, _forward_failed, _FORWARD_FUNC)
+            _native_forward.clear()
+            _native_forward[id(stamps)] = forward
+        _record_forward = forward
 
 
 _trace.on_stamps.append(_choose_boundary_hook)

@@ -355,3 +355,53 @@ def test_dataparallel_replicas(tmp_path: Path) -> None:
 
     tree = same_on_both_paths(tmp_path, program)
     assert len({row[5] for row in tree}) > 1  # replica lanes
+
+
+class Fails(rnn.Module):
+    """A forward that raises after its first child ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = rnn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.lin(x)
+        raise ValueError("bad batch")
+
+
+def test_a_forward_that_raises_closes_its_span_with_the_error(tmp_path: Path) -> None:
+    """The native ``Forward`` as ``_record_forward_py``: the span closes with the
+    error, the exception goes on unchanged, and recording goes on after it."""
+
+    def program(rec: Recorder) -> None:
+        steps(Shared, x4)(rec)
+        model = Fails()
+        with pytest.raises(ValueError, match=r"^bad batch$") as info:
+            model(x4())
+        assert info.value.__traceback__ is not None
+        steps(Shared, x4, n=1)(rec)
+
+    tree = same_on_both_paths(tmp_path, program)
+    failed = [row for row in tree if "error" in row[3]]
+    assert [(row[0], row[1], row[3]["error"]) for row in failed] == [
+        ("module.forward", "Fails", "ValueError: bad batch")
+    ]
+    assert failed[0][3]["cls"] == "Fails"
+    child = tree.index(failed[0]) + 1
+    assert tree[child][:2] == ("module.forward", "lin") and tree[child][4] == tree.index(failed[0])
+
+
+@needs_native
+def test_native_forward_records_leave_the_cyclic_gc(tmp_path: Path) -> None:
+    """Records made in C are untracked at once (shared attribute pairs make no
+    cycle), so buffered records never grow the GC's generations."""
+    import gc
+
+    model = rnn.Sequential(rnn.Linear(4, 4), rnn.ReLU())
+    with Recorder(tmp_path / "gc.tsdb", flush_interval=3600) as rec:
+        model(x4())
+        forward = [r for r in rec._buf if r[5] == "module.forward"]
+        assert [r[6] for r in forward] == ["0", "1", "Sequential"]
+        assert not any(map(gc.is_tracked, forward))
+        assert forward[0][8] == (("cls", "Linear"), ("path", "0"))
+        assert forward[0][7] == "reimpl.nn.modules.module.Module._call_impl"

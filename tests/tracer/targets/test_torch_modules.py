@@ -176,3 +176,38 @@ def test_backward_spans_native_and_python_fallback_agree(tmp_path):
         (1, "1"),
         (1, "0"),
     ]
+
+
+def test_call_impl_is_the_native_forward_and_falls_back_without_the_stamp(tmp_path):
+    """With the native stamp, ``Module._call_impl`` is its ``Forward`` for the run
+    (a method, wrapping torch's); a sink that draws no ids from the stamp gets the
+    Python wrapper's records; after the run torch's own function is back."""
+    from reimpl import _native, _trace
+    from tests.sinks import ListSink
+
+    original = torch.nn.Module.__dict__["_call_impl"]
+    if _native.load() is None:
+        pytest.skip("native stamp unavailable here")
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    with tracer.record(str(tmp_path / "t.tsdb"), target="torch") as rec:
+        seam = torch.nn.Module.__dict__["_call_impl"]
+        assert type(seam).__name__ == "Forward" and seam.__wrapped__ is original
+        assert model._call_impl.__self__ is model  # bound as a method
+        model(torch.randn(1, 2))
+        sink = ListSink()
+        _trace.attach(sink)  # no stamps: the Python wrapper records, with the sink's ids
+        try:
+            model(torch.randn(1, 2))
+        finally:
+            _trace.attach(rec)
+    assert torch.nn.Module.__dict__["_call_impl"] is original
+    assert [(r[0], r[6]) for r in sink.of("module.forward")] == [
+        (2, "0"),
+        (3, "1"),
+        (1, "Sequential"),
+    ]
+    assert [s[2] for s in spans(str(tmp_path / "t.tsdb")) if s[1] == "module.forward"] == [
+        "Sequential",
+        "0",
+        "1",
+    ]

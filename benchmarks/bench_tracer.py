@@ -249,15 +249,16 @@ def hook_evidence(n: int) -> None:
 
 
 def bn_evidence(n: int) -> None:
-    """What `check`'s bn-* rules add to each BatchNorm forward while recording: the
-    state test (unchanged in a steady loop, so nothing is appended)."""
+    """What `check`'s bn-* rules and the running-statistics spans add to each
+    BatchNorm forward while recording: the state test (unchanged in a steady
+    loop, so nothing is appended)."""
     from reimpl.nn import BatchNorm1d
-    from reimpl.nn.modules.batchnorm import _record_evidence
+    from reimpl.nn.modules.batchnorm import _evidence
 
     layer, x = BatchNorm1d(8), torch.zeros(16, 8)
-    _record_evidence(layer, x, 1)  # the first call records; the rest find it unchanged
+    _evidence(layer, x, 1, 0.1, True)  # the first call records; the rest find it unchanged
     for _ in range(n):
-        _record_evidence(layer, x, 1)
+        _evidence(layer, x, 1, 0.1, True)
 
 
 def run() -> str:
@@ -299,8 +300,9 @@ def run() -> str:
             f"{evidence / empty:.2f}",
         ),
         (
-            "`check`'s BatchNorm evidence per forward in a steady loop (state unchanged: "
-            "nothing appended; the module benchmark's BatchNorm MLP has 50 per step)",
+            "BatchNorm evidence and running-statistics test per forward in a steady loop "
+            "(state unchanged: nothing appended; the module benchmark's BatchNorm MLP has "
+            "50 per step)",
             f"{bn:.0f} ns",
             f"{bn / empty:.2f}",
         ),

@@ -53,7 +53,9 @@ _recorded: dict[int, tuple] = {}
 """id(module) -> the state its last ``bn.forward`` recorded, for the current sink."""
 _stats_recorded: dict[int, tuple] = {}
 """id(module) -> the running-statistics state its last ``bn.running_stats`` recorded."""
-_recorded_for: Any = None  # a weakref to the sink both dicts belong to
+_steady: dict[int, tuple] = {}
+"""id(module) -> what ``_evidence`` last saw: both records are current while it holds."""
+_recorded_for: Any = None  # a weakref to the sink these dicts belong to
 
 
 def _for_sink(sink: Any) -> None:
@@ -62,7 +64,45 @@ def _for_sink(sink: Any) -> None:
     if _recorded_for is None or _recorded_for() is not sink:
         _recorded.clear()
         _stats_recorded.clear()
+        _steady.clear()
         _recorded_for = weakref.ref(sink)
+
+
+def _evidence(
+    module: _BatchNorm,
+    input: Tensor,
+    world_size: int,
+    factor: float,
+    bn_training: bool,
+    counted: bool = True,
+) -> tuple | None:
+    """A traced forward's two records: the ``bn.forward`` evidence (on batch
+    statistics) and the opening of ``bn.running_stats``; what
+    ``_running_stats_begin`` returns.
+
+    A layer in a steady loop costs one call and one tuple compare: the key
+    holds what both states are made of, so while it repeats neither record
+    would change (three calls cost about 2.5 us a layer, 1.6% of the
+    50-block BatchNorm MLP's step).
+    """
+    grad = torch.is_grad_enabled()
+    key = (
+        module.training,
+        bn_training,
+        grad,
+        not grad and torch.is_inference_mode_enabled(),
+        input.numel(),
+        world_size,
+        factor,
+        module.track_running_stats,
+    )
+    if _steady.get(id(module)) == key and _recorded_for() is _trace.sink:
+        return None
+    if bn_training:
+        _record_evidence(module, input, world_size)
+    begun = _running_stats_begin(module, factor, bn_training, counted)
+    _steady[id(module)] = key
+    return begun
 
 
 def _record_evidence(module: _BatchNorm, input: Tensor, world_size: int) -> None:
@@ -342,9 +382,7 @@ class _BatchNorm(_NormBase):
         bn_training = self._bn_training()
         begun = None
         if _trace.sink is not None:  # torchscope: see the module docstring
-            if bn_training:
-                _record_evidence(self, input, 1)
-            begun = _running_stats_begin(self, exponential_average_factor, bn_training)
+            begun = _evidence(self, input, 1, exponential_average_factor, bn_training)
         # Buffers are passed only when they are to be updated (training and
         # tracked) or read (eval): passing None keeps F.batch_norm off them.
         out = F.batch_norm(
@@ -474,9 +512,8 @@ class SyncBatchNorm(_BatchNorm):
             need_sync = world_size > 1
         begun = None
         if _trace.sink is not None:  # torchscope: see the module docstring
-            if bn_training:
-                _record_evidence(self, input, world_size if need_sync else 1)
-            begun = _running_stats_begin(self, exponential_average_factor, bn_training)
+            world = world_size if need_sync else 1
+            begun = _evidence(self, input, world, exponential_average_factor, bn_training)
 
         # fallback to framework BN when synchronization is not necessary
         if not need_sync:

@@ -8,7 +8,8 @@ state changes (train mode, grad and inference mode, values per channel:
 ``torchscope check``'s ``bn-*`` rules read it) and a ``bn.running_stats`` span
 around the call when its running-statistics state changes, with the averaging
 factor torch is about to use (worked out as torch's forward does, before it
-counts the batch). One Python call per layer call: a wrapper on
+counts the batch). A steady layer costs the wrapper, one helper call and one
+tuple compare (``_evidence``). One Python call per layer call: a wrapper on
 ``F.batch_norm`` told by the layer's forward which layer calls it cost twice
 that (5.6% of the 50-block BatchNorm MLP's step against 2-3%). ``F.batch_norm``
 called directly, outside a BatchNorm layer, records nothing. torch's
@@ -27,11 +28,7 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from reimpl import _trace
-from reimpl.nn.modules.batchnorm import (
-    _record_evidence,
-    _running_stats_begin,
-    _running_stats_end,
-)
+from reimpl.nn.modules.batchnorm import _evidence, _running_stats_end
 from tracer.targets.torch.attach import Options, Patches
 
 
@@ -54,14 +51,13 @@ def _traced_forward(forward: Callable) -> Callable:
     def wrapper(self: Any, input: torch.Tensor) -> Any:
         if _trace.sink is None:
             return forward(self, input)
-        training = self.training
-        if training:
-            if input.dim() > 1:  # else torch's own check raises its own error
-                _record_evidence(self, input, 1)
-            bn_training = True
+        if self.training:
+            bn_training = input.dim() > 1  # else torch's own check raises its own error
         else:  # torch reads the buffers through Module.__getattr__: only here
             bn_training = self.running_mean is None and self.running_var is None
-        begun = _running_stats_begin(self, _factor(self), bn_training, counted=False)
+        momentum = self.momentum
+        factor = _factor(self) if momentum is None else momentum
+        begun = _evidence(self, input, 1, factor, bn_training, counted=False)
         out = forward(self, input)
         if begun is not None:
             _running_stats_end(self, begun)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.lazy import Lazy
+from textual.reactive import Reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import TabbedContent, TabPane
 
 from tui.messages import JumpToSpan
@@ -26,6 +28,11 @@ class MainScreen(Screen):
     """The views of one loaded trace."""
 
     BINDINGS = view_bindings()
+
+    focused: Reactive[Widget | None] = Reactive(None, repaint=False)
+    """As Screen's, less a repaint of the whole screen at each focus change (a
+    view switch painted everything twice): the widgets gaining and losing the
+    focus repaint themselves."""
 
     def __init__(self, model: TraceModel) -> None:
         super().__init__()

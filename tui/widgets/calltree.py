@@ -431,6 +431,17 @@ class CallTree(Tree[NodeInfo]):
             finally:
                 self._sizing = False
 
+    def notify_style_update(self) -> None:
+        # Tree counts all its lines again at any change of its styles, and the
+        # focus changes them (a view switch: blurred when its tab closes, focused
+        # when it opens), in proportion to the rows in the tree. Styles change how
+        # lines look, never which lines there are or their labels' widths: only
+        # the drawn lines go.
+        super(Tree, self).notify_style_update()  # Tree's own adds the recount
+        self._line_cache.clear()
+        self._updates += 1
+        self.refresh()
+
     _sizing = False  # while Tree re-counts its lines: its size on screen stays
 
     def refresh(

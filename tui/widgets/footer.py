@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from textual.compose import compose
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -22,9 +23,35 @@ _FLAGS = ("-disabled", "-grouped", "-command-palette")  # classes FooterKey is m
 _LOOKS = 32  # key sets remembered (views x focus x enabled keys: a handful in this app)
 
 
-class KeysFooter(Footer):
+class _SizedOnce:
+    """A widget whose scrollable size is never news: Textual lays the screen out
+    again when a widget's scrollable size changes in a layout, but a footer key's
+    is its own size, and the footer's (its keys' widths) moves no other widget.
+    A view switch that relabels the keys was laid out twice."""
+
+    def _size_updated(
+        self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True
+    ) -> bool:
+        return super()._size_updated(  # type: ignore[misc]
+            size, virtual_size, container_size, layout=False
+        )
+
+
+class RelabelledKey(_SizedOnce, FooterKey):
+    """A key widget of ``KeysFooter`` (Footer's CSS applies: it is a FooterKey)."""
+
+
+class KeysFooter(_SizedOnce, Footer):
     """A Footer whose key widgets take the new keys when the keys differ,
     in the same paint as the focus change that changed them."""
+
+    # Keys wider than the screen scroll with the wheel, as in Footer, but their
+    # (zero-sized) scrollbar never comes and goes: that asked for a layout too.
+    DEFAULT_CSS = "KeysFooter { overflow-x: hidden; }"
+
+    @property
+    def allow_horizontal_scroll(self) -> bool:
+        return not self._check_disabled() and self.max_scroll_x > 0
 
     _shown: Hashable = None  # the key set the key widgets show now
     _pending = False  # a check that mounts widgets is queued
@@ -109,7 +136,7 @@ class KeysFooter(Footer):
         made = []
         for k in looks:
             palette = k.has_class("-command-palette")
-            key = FooterKey(
+            key = RelabelledKey(
                 k.key,
                 k.key_display,
                 k.description,
@@ -123,7 +150,7 @@ class KeysFooter(Footer):
 
 
 def _keys_only(*lists: list[Widget]) -> bool:
-    return all(type(w) is FooterKey for widgets in lists for w in widgets)
+    return all(type(w) in (FooterKey, RelabelledKey) for widgets in lists for w in widgets)
 
 
 def _fits(have: list[Widget], wanted: list[Widget]) -> bool:

@@ -211,3 +211,44 @@ async def test_span_labels_are_made_when_drawn_and_measured_without_them(tmp_pat
         assert kids[-1]._text is not None  # scrolled to: drawn, so made
         text = "\n".join(s.text for s in app.screen._compositor.render_strips())
         assert "item 199" in text
+
+
+async def test_a_focus_change_redraws_the_lines_without_counting_them_again(sample):
+    """The focus changes the tree's styles (a view switch blurs it, then focuses
+    it): the lines it lists stay as they are, and each is drawn again in the new
+    look, as Tree draws it (the cursor and the guides under it light up only
+    when focused)."""
+    from textual.widgets import Tree
+
+    app = TorchscopeApp(sample)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        tree = app.screen.query_one("#calltree", CallTree)
+        await pilot.press("down", "down", "down", "right", "down")
+        await pilot.pause()
+        lines = tree._tree_lines
+        width = tree.size.width
+
+        def drawn() -> list[list]:
+            return [list(tree.render_line(y)) for y in range(len(lines))]
+
+        def trees() -> list[list]:
+            return [
+                list(Tree._render_line(tree, y, 0, width, tree.rich_style))
+                for y in range(len(lines))
+            ]
+
+        focused = drawn()
+        assert focused == trees()
+        await pilot.press("2")  # away: blurred, hidden
+        await ready(pilot)
+        assert not tree.has_focus and tree._tree_lines is lines  # not counted again
+        await pilot.press("1")  # back: focused
+        await ready(pilot)
+        assert tree.has_focus and tree._tree_lines is lines
+        tree.render_lines(tree.size.region)  # a paint, as the screen does
+        assert drawn() == trees() == focused
+        app.screen.set_focus(None)
+        await pilot.pause()
+        tree.render_lines(tree.size.region)
+        assert drawn() != focused and drawn() == trees()  # the unfocused look

@@ -52,3 +52,30 @@ async def test_footer_shows_the_focused_views_keys_and_reuses_its_widgets(sample
                 else:
                     assert keys <= made, "a revisit mounts no new key widget"
         assert {"Search", "Show in Calls", "Quit"} <= descriptions
+
+
+async def test_keys_wider_than_the_screen_scroll_with_the_wheel():
+    """The footer's scrollbar (zero-sized) never comes and goes, which laid the
+    screen out a second time at a view switch; the wheel still scrolls keys
+    that do not fit, and only those."""
+    from textual import events
+    from tui_helpers import SAMPLE
+
+    from tui.widgets.footer import RelabelledKey
+
+    app = TorchscopeApp(str(SAMPLE))
+    async with app.run_test(size=(60, 24)) as pilot:
+        await ready(pilot)
+        footer = app.screen.query_one(KeysFooter)
+        keys = list(footer.query_children(FooterKey))
+        assert keys and all(isinstance(k, RelabelledKey) for k in keys)
+        assert footer.virtual_size.width > footer.size.width  # the Calls keys do not fit
+        assert footer.allow_horizontal_scroll and not footer.show_horizontal_scrollbar
+        footer.post_message(events.MouseScrollDown(footer, 1, 0, 0, 1, 0, False, False, False))
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        assert footer.scroll_x > 0
+        await pilot.resize_terminal(240, 24)
+        await ready(pilot)
+        assert footer.virtual_size.width <= footer.size.width
+        assert not footer.allow_horizontal_scroll and not footer.show_horizontal_scrollbar

@@ -370,7 +370,10 @@ def run() -> str:
             )
     lines += [
         "",
-        "A forward span is one inline record per module call. A `module.backward` span "
+        "A forward span is one record per module call, made in one C call by the native "
+        "stamp's `Forward` (path, id, two clock reads, the record, the backward link; "
+        "`_record_forward_py` in Python, the fallback, cost 1.5-3 us a module call here, "
+        "0.9 us in C on the Linear+ReLU MLP's forward). A `module.backward` span "
         "needs a hook per module boundary, installed in forward and called by autograd in "
         "backward: 100-150 per step for the MLPs. The native stamp times the boundary into "
         "a per-thread buffer without the GIL, and the recorder turns the buffers into the "

@@ -123,9 +123,12 @@ def run() -> str:
         )
     lines += [
         "",
-        "Forward spans come from a wrapper on `Module._call_impl` (the default: one inline "
+        "Forward spans come from a wrapper on `Module._call_impl` (the default: one "
         "record per call, as reimpl's own `_call_impl`, and torch keeps its no-hook fast "
-        'path). Through torch\'s global forward hooks instead (`attach(forward="hooks")`), '
+        "path); with the native stamp that wrapper is its C `Forward`, a method descriptor "
+        "that records in one C call with no Python frame (a Python wrapper there measured "
+        "1.11 on the BatchNorm MLP). Through torch's global forward hooks instead "
+        '(`attach(forward="hooks")`), '
         "every module call takes `_call_impl`'s slow path (building the hook lists, a "
         "closure, two Python hook calls) on top of the record: that column. The last "
         "column is the same model built from reimpl, recorded inline by its own "

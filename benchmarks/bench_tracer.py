@@ -72,6 +72,33 @@ def attached_inline(n: int) -> None:
         f()
 
 
+def module_calls(n: int) -> None:
+    """A module whose forward does nothing, called n times (reimpl's ``_call_impl``
+    without hooks: traced, one ``module.forward`` record per call)."""
+    from reimpl import nn as rnn
+
+    class Empty(rnn.Module):
+        def forward(self, x: object) -> object:
+            return x
+
+    module = Empty()
+    for _ in range(n):
+        module(None)
+
+
+def python_module_calls(n: int) -> None:
+    """``module_calls`` with the record made in Python (``_record_forward_py``, the
+    fallback) instead of the native stamp's ``Forward``."""
+    from reimpl.nn.modules import module as module_mod
+
+    native = module_mod._record_forward
+    module_mod._record_forward = module_mod._record_forward_py
+    try:
+        module_calls(n)
+    finally:
+        module_mod._record_forward = native
+
+
 def attached_with_span(n: int) -> None:
     def f() -> None:
         with _trace.span("k", "n", func="f"):
@@ -266,8 +293,12 @@ def run() -> str:
     empty = _per_call_ns(empty_calls)
     detached = _per_call_ns(detached_points) - empty
     detached_cm = _per_call_ns(detached_with_span) - empty
+    untraced_module = _per_call_ns(module_calls)
     with tempfile.TemporaryDirectory() as tmp:
-        with tracer.record(os.path.join(tmp, "a.tsdb")):
+        with tracer.record(os.path.join(tmp, "a.tsdb")) as rec:
+            native = rec.stamps is not None
+            module_native = _per_call_ns(module_calls) - untraced_module
+            module_python = _per_call_ns(python_module_calls) - untraced_module
             inline = _per_call_ns(attached_inline) - empty
             cm = _per_call_ns(attached_with_span) - empty
             hook = _per_call_ns(hook_call) - empty
@@ -288,6 +319,18 @@ def run() -> str:
         ),
         ("span, attached, inline hot-path pattern", f"{inline:.0f} ns", f"{inline / empty:.2f}"),
         ("span, attached, `with span(...)` context manager", f"{cm:.0f} ns", f"{cm / empty:.2f}"),
+        (
+            "a module call's `module.forward` span (reimpl's `_call_impl`, no hooks), over "
+            "the untraced call: recorded in C by the native stamp's `Forward`"
+            + ("" if native else " (not available in this run: Python)"),
+            f"{module_native:.0f} ns",
+            f"{module_native / empty:.2f}",
+        ),
+        (
+            "same, recorded in Python (`_record_forward_py`, the fallback)",
+            f"{module_python:.0f} ns",
+            f"{module_python / empty:.2f}",
+        ),
         (
             "a forward hook call, recorded with `check`'s evidence (4-attribute hook object)",
             f"{hook:.0f} ns",

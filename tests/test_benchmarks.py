@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from benchmarks import bench_module
@@ -57,3 +58,28 @@ def test_bench_query_wraps_each_parallel_apply_in_a_step_and_both_engines_agree(
     assert sorted(trace.parent[applies].tolist()) == sorted(steps.tolist())
     measured = bench_query.measure(path)  # asserts that DuckDB and SQLite give one answer
     assert measured["spans"] == trace.n and measured["hook_rows"] == 16  # 8 hooks x 2 threads
+
+
+def test_module_call_rows_time_the_native_record_and_the_python_one(tmp_path) -> None:
+    """bench_tracer's two module-call rows: one record per call, made by the native
+    ``Forward`` in the first and by ``_record_forward_py`` in the second."""
+    from unittest import mock
+
+    from benchmarks import bench_tracer
+    from reimpl.nn.modules import module as module_mod
+    from tracer.recording.recorder import Recorder
+
+    with Recorder(tmp_path / "m.tsdb", flush_interval=3600) as rec:
+        if rec.stamps is None:
+            pytest.skip("no native stamp here")
+        native = module_mod._record_forward
+        assert native is not module_mod._record_forward_py
+        bench_tracer.module_calls(3)
+        with mock.patch.object(
+            module_mod, "_record_forward_py", wraps=module_mod._record_forward_py
+        ) as py:
+            bench_tracer.python_module_calls(2)
+        assert py.call_count == 2
+        assert module_mod._record_forward is native
+        forward = [r for r in rec._buf if r[5] == "module.forward"]
+        assert [r[6] for r in forward] == ["Empty"] * 5

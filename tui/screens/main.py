@@ -54,6 +54,9 @@ class MainScreen(Screen):
         """Opens a view's tab and focuses its main widget."""
         self.query_one(TabbedContent).active = view_id
         self._focus_view(view_id)
+        # The footer takes the new keys now, in this handler, with the tab: later
+        # (the focus's watcher runs after it), its widths were laid out apart.
+        self.query_one(KeysFooter).bindings_changed(self)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id:

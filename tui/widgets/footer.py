@@ -94,7 +94,8 @@ class KeysFooter(_SizedOnce, Footer):
         if keys not in self._looks:
             if len(self._looks) >= _LOOKS:
                 self._looks.clear()
-            self._looks[keys] = compose(self)
+            with self._context():  # Footer.compose binds the keys to the footer's reactives
+                self._looks[keys] = compose(self)
         return self._looks[keys]
 
     async def _rebuild(self) -> None:

@@ -79,3 +79,20 @@ async def test_keys_wider_than_the_screen_scroll_with_the_wheel():
         await ready(pilot)
         assert footer.virtual_size.width <= footer.size.width
         assert not footer.allow_horizontal_scroll and not footer.show_horizontal_scrollbar
+
+
+async def test_a_view_switch_relabels_the_keys_in_its_own_handler(sample):
+    """The keys change with the tab, not after it: the screen is then laid out
+    once for both (the keys' widths came a frame later, a second layout)."""
+    app = TorchscopeApp(sample)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        footer = app.screen.query_one(KeysFooter)
+        for view in [*VIEWS[1:], VIEWS[0]]:  # every view's keys mounted once
+            await pilot.press(str(VIEWS.index(view) + 1))
+            await ready(pilot)
+        for view in [*VIEWS[1:], VIEWS[0]]:
+            app.screen.action_show_view(view.ID)  # no await: nothing else has run
+            assert _shown(footer) == _expected(app), view.ID
+            await ready(pilot)
+            assert _shown(footer) == _expected(app), view.ID

@@ -163,18 +163,24 @@ def _backward_tree(tmp_path: Path, native: str) -> list[tuple]:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"native stamp: {native == '1'}" in result.stdout
-    return [s[:3] for s in spans(out) if s[1] == "module.backward"]
+    return [s[:3] for s in spans(out) if s[1] in ("module.forward", "module.backward")]
 
 
 @pytest.mark.slow
-def test_backward_spans_native_and_python_fallback_agree(tmp_path):
+def test_module_spans_native_and_python_fallback_agree(tmp_path):
+    """Forward spans (the native Forward against the Python wrapper) and backward
+    spans (the native stamp against the Python hooks) of a torch program."""
     native, fallback = _backward_tree(tmp_path, "1"), _backward_tree(tmp_path, "0")
     assert native == fallback
-    assert [(depth, name) for depth, _, name in native[:4]] == [
-        (0, "Sequential"),
-        (1, "2"),
-        (1, "1"),
-        (1, "0"),
+    assert [(depth, kind, name) for depth, kind, name in native[:8]] == [
+        (0, "module.forward", "Sequential"),
+        (1, "module.forward", "0"),
+        (1, "module.forward", "1"),
+        (1, "module.forward", "2"),
+        (0, "module.backward", "Sequential"),
+        (1, "module.backward", "2"),
+        (1, "module.backward", "1"),
+        (1, "module.backward", "0"),
     ]
 
 

@@ -5,6 +5,9 @@ from forward on each module boundary (``link``); in backward it timestamps the
 boundary into a buffer of the running thread without taking the GIL, and the
 recorder drains the buffers at each flush (``Stamps.take``) into the very
 records the Python hooks of ``reimpl/nn/modules/module.py`` would have made.
+Its ``Forward`` records the forward spans of module calls the same way, in one
+C call each (``module.py``'s ``_record_forward_py`` is the Python reference),
+and serves the torch target as ``Module._call_impl``.
 
 Built with ``torch.utils.cpp_extension`` **ahead of time** by ``setup.sh``
 (``python -m reimpl._native``), into a cache folder keyed by the source, torch
@@ -88,8 +91,8 @@ class Stamps:
     """The loaded extension, as the seam (``reimpl._trace``) and a recorder use it."""
 
     def __init__(self, ext: Any) -> None:
-        self.ext = ext
         self.link = ext.link  # installs the stamps of one forward call
+        self.ext = ext  # ext.Forward: module.forward records (module.py's native_forward)
         self.next_id = ext.next_id  # a recorder draws its span ids from here
         self.reset = ext.reset
         self.enable = ext.enable

@@ -20,7 +20,9 @@ traceable-subclass special cases, and ``_call_impl``'s
 Added for torchscope (the only non-upstream code; the instrumentation lives at
 the end of the file): when a recorder is attached (``_trace.sink is not
 None``), ``_call_impl`` records a ``module.forward`` span named by the
-module's path from its root, a ``hook.*`` span per hook call, and
+module's path from its root (``_record_forward_py``, or the same in one C call
+from ``reimpl/_native`` when the recorder drains it), a ``hook.*`` span per
+hook call, and
 ``module.backward`` spans from one tensor pre-hook per module boundary (a C++
 one from ``reimpl/_native`` when the recorder drains it; switched off by
 ``reimpl._trace.backward_spans = False``), and sends a structure

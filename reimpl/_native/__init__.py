@@ -170,7 +170,7 @@ _tid = itemgetter(2)
 _end = itemgetter(4)
 
 
-FALLBACK = "recording backward spans with Python hooks"
+FALLBACK = "recording module spans in Python (backward spans with Python hooks)"
 
 
 def reason(exc: BaseException) -> str:

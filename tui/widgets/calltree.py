@@ -466,6 +466,24 @@ class CallTree(Tree[NodeInfo]):
         if self.is_mounted and self.container_size:
             self._scroll_update(self.virtual_size)
 
+    def _scroll_update(self, virtual_size: Size) -> None:
+        # Widget's, less its repaint of the scrollbars each time, changed or not:
+        # every layout calls it (a view switch painted the scrollbar again after
+        # the view). A scrollbar's sizes and position repaint it when they change,
+        # and one that appears, goes or moves is laid out and painted anyway.
+        self._refresh_scrollbars()
+        width, height = self.container_size
+        if self.show_vertical_scrollbar and self.styles.scrollbar_size_vertical:
+            bar = self.vertical_scrollbar
+            bar.window_virtual_size = virtual_size.height
+            bar.window_size = height - self.scrollbar_size_horizontal
+        if self.show_horizontal_scrollbar and self.styles.scrollbar_size_horizontal:
+            bar = self.horizontal_scrollbar
+            bar.window_virtual_size = virtual_size.width
+            bar.window_size = width - self.scrollbar_size_vertical
+        self.scroll_x = self.validate_scroll_x(self.scroll_x)
+        self.scroll_y = self.validate_scroll_y(self.scroll_y)
+
     def _label_pieces(
         self, row: int
     ) -> tuple[list[str | tuple[str, str]], str | None, tuple[str, str] | None]:

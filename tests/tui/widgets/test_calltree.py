@@ -252,3 +252,34 @@ async def test_a_focus_change_redraws_the_lines_without_counting_them_again(samp
         await pilot.pause()
         tree.render_lines(tree.size.region)
         assert drawn() != focused and drawn() == trees()  # the unfocused look
+
+
+async def test_the_scrollbar_is_repainted_when_it_changes_and_only_then(sample):
+    """Every layout updates the tree's scrollbar (a view switch, a resize): it
+    is drawn again when its sizes change (fewer lines: a longer thumb), not
+    when they stay (Widget's repainted it each time, a paint after the view's)."""
+    app = TorchscopeApp(sample)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        tree = app.screen.query_one("#calltree", CallTree)
+        thread = tree.root.children[0].children[0]
+        for node in list(thread.children)[:6]:
+            tree.ensure_loaded(node)
+            node.expand()
+        await ready(pilot)
+        bar = tree.vertical_scrollbar
+        assert tree.show_vertical_scrollbar and bar.display
+        assert not bar._repaint_required
+        tree._scroll_update(tree.virtual_size)  # as a layout does, nothing changed
+        assert not bar._repaint_required
+
+        def column() -> list[list]:  # the thumb is a background colour
+            x = bar.region.x
+            return [list(s.crop(x, x + 1)) for s in app.screen._compositor.render_strips()]
+
+        before, lines = column(), len(tree._tree_lines)
+        max(thread.children, key=lambda n: len(n.children) if n.is_expanded else 0).collapse()
+        await ready(pilot)
+        assert tree.size.height < len(tree._tree_lines) < lines  # the scrollbar stays
+        assert bar.window_virtual_size == len(tree._tree_lines)
+        assert column() != before  # the thumb follows the lines

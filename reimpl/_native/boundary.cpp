@@ -345,15 +345,15 @@ PyObject* entry_of(Forward* f, PyObject* module) {
   return entry;
 }
 
-// Records one module call around `call(arg)`; inputs: its positional arguments.
-template <typename Call>
+// Records one module call around `invoke()`; inputs: its positional arguments.
+template <typename Invoke>
 PyObject* record_call(Forward* f, PyObject* sink, PyObject* module, PyObject* const* inputs,
-                      Py_ssize_t n, Call call) {
+                      Py_ssize_t n, Invoke invoke) {
   PyObject* entry = entry_of(f, module);
   if (entry == nullptr) return nullptr;
   int64_t sid = g_next_id.fetch_add(1, std::memory_order_relaxed);
   int64_t t0 = now_ns();
-  PyObject* result = call();
+  PyObject* result = invoke();
   if (result == nullptr) {  // close the span with the error, then let it go on
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -410,7 +410,10 @@ PyObject* record_call(Forward* f, PyObject* sink, PyObject* module, PyObject* co
   }
   if (f->link) {
     PyObject* flag = PyDict_GetItemWithError(f->trace, s_backward_spans);
-    int on = flag == Py_True ? 1 : flag == nullptr ? (PyErr_Occurred() ? -1 : 0) : PyObject_IsTrue(flag);
+    int on = flag == Py_True   ? 1
+             : flag != nullptr ? PyObject_IsTrue(flag)
+             : PyErr_Occurred() ? -1
+                                : 0;
     if (on < 0 || (on && link_impl(result, inputs, n, entry) < 0)) goto fail;
   }
   Py_DECREF(entry);

@@ -52,7 +52,9 @@ def _traced_forward(forward: Callable) -> Callable:
         if _trace.sink is None:
             return forward(self, input)
         if self.training:
-            bn_training = input.dim() > 1  # else torch's own check raises its own error
+            if input.dim() <= 1:  # torch's own check raises its own error
+                return forward(self, input)
+            bn_training = True
         else:  # torch reads the buffers through Module.__getattr__: only here
             bn_training = self.running_mean is None and self.running_var is None
         momentum = self.momentum

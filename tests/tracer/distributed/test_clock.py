@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections import defaultdict
 from datetime import timedelta
 
@@ -21,15 +20,10 @@ import torch.multiprocessing as mp
 
 import tracer
 from reimpl import _trace
+from samples.syncbn import _free_port
 from tracer.distributed.merge import merge
 
 SKEW_NS = 7_000_000_000  # rank 1's "host" runs 7 s ahead
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _host(rank: int, port: int, out_dir: str) -> None:

@@ -37,17 +37,22 @@ PROGRAM = """
 """
 
 
+def launch(tmp_path, program: str, nproc: int, timeout: float):
+    """``torchscope record --nproc-per-node nproc`` of ``program``: (trace path, result)."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(program))
+    out = tmp_path / "run.tsdb"
+    command = [
+        sys.executable, "-m", "tracer.cli", "record", "--nproc-per-node", str(nproc),
+        "--monitor-interval", "0.1", "-o", str(out), str(script),
+    ]  # fmt: skip
+    return out, subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.multiprocess
 @pytest.mark.slow
 def test_a_killed_rank_is_named_with_its_last_collective(tmp_path):
-    script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(PROGRAM))
-    out = tmp_path / "run.tsdb"
-    command = [
-        sys.executable, "-m", "tracer.cli", "record", "--nproc-per-node", "3",
-        "--monitor-interval", "0.1", "-o", str(out), str(script),
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    out, done = launch(tmp_path, PROGRAM, nproc=3, timeout=240)
     assert done.returncode != 0  # the launch failed, as it should
     assert "rank 2 stopped early" in done.stderr, done.stderr[-3000:]
     t = tracer.load(str(out))
@@ -81,15 +86,8 @@ NEVER_JOINS = """
 @pytest.mark.multiprocess
 @pytest.mark.slow
 def test_a_rank_that_never_joins_ends_the_others_and_is_named(tmp_path):
-    script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(NEVER_JOINS))
-    out = tmp_path / "run.tsdb"
-    command = [
-        sys.executable, "-m", "tracer.cli", "record", "--nproc-per-node", "2",
-        "--monitor-interval", "0.1", "-o", str(out), str(script),
-    ]  # fmt: skip
     # bounded far below the 600 s rank 0 would wait in init_process_group on its own
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    out, done = launch(tmp_path, NEVER_JOINS, nproc=2, timeout=120)
     assert done.returncode != 0
     report = json.loads(tracer.load(str(out)).meta["merge"])
     assert report["ranks"] == [0, 1] and report["world_size"] == 2  # named from torchrun's env

@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 import tracer
 from reimpl import _collectives, _trace
+from samples.syncbn import _free_port
 
 
 def _quiet_writer() -> None:
@@ -69,14 +70,6 @@ def _blocked_rank(rank: int, port: int, out_dir: str) -> None:
     threading.Thread(target=announce, daemon=True).start()
     t = torch.ones(4)
     _collectives.collective("all_reduce", lambda: dist.all_reduce(t), [t])
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.multiprocess

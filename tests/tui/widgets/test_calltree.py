@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 from textual.widgets.tree import TreeNode
 from tui_helpers import ready
 
@@ -27,6 +31,16 @@ def _row_named(tree: CallTree, name: str) -> int:
     return int(next(r for r in range(t.n) if t.name_of(r) == name))
 
 
+@contextlib.asynccontextmanager
+async def _app_on_wide(path: str) -> AsyncIterator[tuple[TorchscopeApp, Any, CallTree, int]]:
+    """The viewer on ``path``, ready: (app, pilot, its call tree, the row of "wide")."""
+    app = TorchscopeApp(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        tree = app.screen.query_one("#calltree", CallTree)
+        yield app, pilot, tree, _row_named(tree, "wide")
+
+
 def _open(tree: CallTree, row: int) -> TreeNode:
     """Reveals span ``row`` and opens it; returns its node."""
     assert tree.reveal(row)
@@ -39,12 +53,8 @@ def _open(tree: CallTree, row: int) -> TreeNode:
 async def test_huge_node_pages_and_reveals(tmp_path):
     path = str(tmp_path / "wide.tsdb")
     _wide_trace(path)
-    app = TorchscopeApp(path)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot)
-        tree = app.screen.query_one("#calltree", CallTree)
+    async with _app_on_wide(path) as (_app, _pilot, tree, wide):
         t = tree.model.trace
-        wide = _row_named(tree, "wide")
         node = _open(tree, wide)
         kids = [c for c in node.children if c.data.kind == "span"]
         assert len(kids) == PAGE and node.children[-1].data.kind == "more"
@@ -179,12 +189,8 @@ async def test_span_labels_are_made_when_drawn_and_measured_without_them(tmp_pat
                     name = "two\nlines" if i == 7 else f"item {i}"
                     with _trace.span("data.collate", name):
                         pass
-    app = TorchscopeApp(path)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot)
-        tree = app.screen.query_one("#calltree", CallTree)
+    async with _app_on_wide(path) as (app, pilot, tree, wide):
         t = tree.model.trace
-        wide = _row_named(tree, "wide")
         tree.model.finding_marks[int(t.children(wide)[3])] = ("warning", "slow_fetch")
         node = _open(tree, wide)
         await pilot.pause()

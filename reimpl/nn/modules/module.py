@@ -1931,22 +1931,14 @@ _sent_snapshots: dict[str, dict] = {}  # key -> last payload sent, so repeats ar
 _refresh_lock = threading.RLock()
 
 
-def _forward_failed(sink: Any, sid: int, t0: int, entry: tuple, e: BaseException) -> None:
-    """Closes a ``module.forward`` span whose forward raised."""
+def _forward_failed(
+    sink: Any, sid: int, t0: int, entry: tuple, e: BaseException, func: str = _FORWARD_FUNC
+) -> None:
+    """Closes a ``module.forward`` span whose forward raised (``func``: the function
+    the span names; the torch target names torch's ``_call_impl``)."""
     attrs = dict(entry[1], error=f"{type(e).__name__}: {e}")
-    sink.append(
-        (
-            sid,
-            0,
-            get_ident(),
-            t0,
-            perf_counter_ns(),
-            "module.forward",
-            entry[0],
-            _FORWARD_FUNC,
-            attrs,
-        )
-    )
+    sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), "module.forward", entry[0], func,
+                 attrs))  # fmt: skip
 
 
 def _record_forward_py(
@@ -2414,7 +2406,7 @@ _link_backward: Callable[[Any, tuple, tuple], None] = _link_backward_py
 _record_forward: Callable[[Any, Module, Callable, tuple, dict], Any] = _record_forward_py
 """What ``_call_impl`` calls with a recorder attached: ``_record_forward_py``, or
 the native stamp's ``Forward`` doing the same in C."""
-_native_forward: dict[int, Callable] = {}  # id(stamps) -> its Forward, made once
+_native_forward: list[tuple[Any, Callable]] = []  # [(stamps, its Forward)], made once
 
 
 def native_forward(stamps: Any, lookup: Callable, failed: Callable, func: str, **kw: Any) -> Any:
@@ -2435,12 +2427,10 @@ def _choose_boundary_hook() -> None:
     else:
         stamps.func = _BACKWARD_FUNC  # its spans name the same function as ours
         _link_backward = stamps.link
-        forward = _native_forward.get(id(stamps))
-        if forward is None:
+        if not _native_forward or _native_forward[0][0] is not stamps:
             forward = native_forward(stamps, _lookup_path, _forward_failed, _FORWARD_FUNC)
-            _native_forward.clear()
-            _native_forward[id(stamps)] = forward
-        _record_forward = forward
+            _native_forward[:] = [(stamps, forward)]
+        _record_forward = _native_forward[0][1]
 
 
 _trace.on_stamps.append(_choose_boundary_hook)

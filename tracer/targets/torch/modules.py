@@ -127,11 +127,8 @@ def _python_call_impl(call_impl: Callable) -> Callable:
     return _call_impl
 
 
-def forward_failed(sink: Any, sid: int, t0: int, entry: tuple, e: BaseException) -> None:
-    """Closes a ``module.forward`` span whose forward raised."""
-    attrs = dict(entry[1], error=f"{type(e).__name__}: {e}")
-    sink.append((sid, 0, get_ident(), t0, perf_counter_ns(), "module.forward", entry[0],
-                 FORWARD_FUNC, attrs))  # fmt: skip
+forward_failed = functools.partial(rm._forward_failed, func=FORWARD_FUNC)
+"""Closes a ``module.forward`` span whose forward raised, naming torch's ``_call_impl``."""
 
 
 class _Hook(rm._TracedHook):

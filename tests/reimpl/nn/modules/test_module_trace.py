@@ -3,6 +3,7 @@ spans named by path, hook spans, module.backward spans and structure snapshots."
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import pytest
@@ -272,6 +273,7 @@ def test_replicas_share_paths_and_send_no_snapshot(sink: ListSink) -> None:
 
 
 def test_dead_module_ids_are_forgotten(sink: ListSink) -> None:
+    gc.collect()  # modules of earlier tests held only by reference cycles (a traceback) die now
     for _ in range(3):
         R.Block(3)(X)  # each dies after its call; a reused id must not keep its path
     R.Act()(X)
